@@ -1,0 +1,1 @@
+"""Custom operators: what the Amazon provider does not offer."""
