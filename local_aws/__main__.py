@@ -1,0 +1,34 @@
+"""``python -m local_aws [--host 127.0.0.1] [--port 4566] [--state-dir .local_aws]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from local_aws.server import LocalAwsServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m local_aws", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you mean it)")
+    parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--state-dir", default=".local_aws", help="where jobs and endpoints keep files")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = LocalAwsServer(args.state_dir, host=args.host, port=args.port).start()
+    print(f"local_aws ready on {server.url} (state in {args.state_dir})", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
