@@ -68,7 +68,14 @@ class LocalAws:
         self.routes: list[Route] = []
         for name, dotted in service_classes.items():
             module_name, class_name = dotted.split(":")
-            service = getattr(importlib.import_module(module_name), class_name)(context)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name != module_name:
+                    raise
+                log.warning("local_aws service %s is not available: %s", name, error)
+                continue
+            service = getattr(module, class_name)(context)
             context.services[name] = service
             if hasattr(service, "sagemaker_actions"):
                 self.sagemaker_actions.update(service.sagemaker_actions())
