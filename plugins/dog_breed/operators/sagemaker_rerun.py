@@ -1,0 +1,191 @@
+"""The provider's SageMaker operators, made safe to retry and clear.
+
+Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
+
+* tuning / training: a Completed job is reused, a running one is waited for (deferred
+  when deferrable), a Failed or Stopped one makes way for ``<name>-2``... (the provider's
+  tuning operator would fail on the existing name; its training operator would start a
+  timestamped duplicate next to a job that is still running or already done);
+* model / endpoint config: created once, described afterwards (they are immutable and
+  content-addressed by the training job);
+* endpoint: the provider operator's create-or-update, skipped when the endpoint already
+  serves this endpoint config, waited for when it is still getting there.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointConfigOperator,
+    SageMakerEndpointOperator,
+    SageMakerModelOperator,
+    SageMakerTrainingOperator,
+    SageMakerTuningOperator,
+    serialize,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from botocore.exceptions import ClientError
+
+from dog_breed.naming import TUNING_JOB_MAX_LEN, JobAction, resolve_job_name
+
+# SageMaker answers ValidationException for a missing resource (moto: ResourceNotFound).
+_NOT_FOUND = ("ValidationException", "ResourceNotFound")
+
+
+def _describe_or_none(describe, name: str) -> dict | None:
+    try:
+        return describe(name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in _NOT_FOUND:
+            return None
+        raise
+
+
+def _status_or_none(describe, name: str, status_key: str) -> str | None:
+    description = _describe_or_none(describe, name)
+    return None if description is None else description[status_key]
+
+
+def _exists(describe, name: str) -> bool:
+    return _describe_or_none(describe, name) is not None
+
+
+class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
+    """SageMakerTuningOperator that reuses or resumes its own tuning job on rerun."""
+
+    def execute(self, context: Any) -> dict:
+        name, action = resolve_job_name(
+            self.config["HyperParameterTuningJobName"],
+            lambda n: _status_or_none(self.hook.describe_tuning_job, n, "HyperParameterTuningJobStatus"),
+            TUNING_JOB_MAX_LEN,
+        )
+        self.config["HyperParameterTuningJobName"] = name
+        self.log.info("Tuning job %s: %s", name, action)
+        if action == JobAction.CREATE:
+            return super().execute(context)
+        if action == JobAction.WAIT:
+            if self.deferrable:
+                self.defer(
+                    trigger=SageMakerTrigger(
+                        job_name=name,
+                        job_type="tuning",
+                        waiter_delay=self.check_interval,
+                        aws_conn_id=self.aws_conn_id,
+                        region_name=self.region_name,
+                        verify=self.verify,
+                        botocore_config=self.botocore_config,
+                    ),
+                    method_name="execute_complete",
+                    timeout=(
+                        datetime.timedelta(seconds=self.max_ingestion_time)
+                        if self.max_ingestion_time
+                        else None
+                    ),
+                )
+            self.hook.check_status(
+                name,
+                "HyperParameterTuningJobStatus",
+                self.hook.describe_tuning_job,
+                self.check_interval,
+                self.max_ingestion_time,
+            )
+        return {"Tuning": serialize(self.hook.describe_tuning_job(name))}
+
+
+class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
+    """SageMakerTrainingOperator that reuses or resumes its own training job on rerun."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The name is resolved here; a job that appears meanwhile is a race worth failing on.
+        kwargs.setdefault("action_if_job_exists", "fail")
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> dict:
+        name, action = resolve_job_name(
+            self.config["TrainingJobName"],
+            lambda n: _status_or_none(self.hook.describe_training_job, n, "TrainingJobStatus"),
+        )
+        self.config["TrainingJobName"] = name
+        self.log.info("Training job %s: %s", name, action)
+        if action == JobAction.CREATE:
+            return super().execute(context)
+        if action == JobAction.WAIT:
+            if self.deferrable:
+                self.defer(
+                    trigger=SageMakerTrigger(
+                        job_name=name,
+                        job_type="Training",
+                        waiter_delay=self.check_interval,
+                        waiter_max_attempts=self.max_attempts,
+                        aws_conn_id=self.aws_conn_id,
+                        region_name=self.region_name,
+                        verify=self.verify,
+                        botocore_config=self.botocore_config,
+                    ),
+                    method_name="execute_complete",
+                    timeout=(
+                        datetime.timedelta(seconds=self.max_ingestion_time)
+                        if self.max_ingestion_time
+                        else None
+                    ),
+                )
+            self.hook.check_training_status_with_log(
+                name,
+                self.hook.non_terminal_states,
+                self.hook.training_failed_states,
+                self.wait_for_completion,
+                self.check_interval,
+                self.max_ingestion_time,
+            )
+        return self.serialize_result(name)
+
+
+class IdempotentSageMakerModelOperator(SageMakerModelOperator):
+    """SageMakerModelOperator that describes instead of failing when the model exists."""
+
+    def execute(self, context: Any) -> dict:
+        name = self.config["ModelName"]
+        if _exists(self.hook.describe_model, name):
+            self.log.info("Model %s exists; reusing it.", name)
+            return {"Model": serialize(self.hook.describe_model(name))}
+        return super().execute(context)
+
+
+class IdempotentSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):
+    """SageMakerEndpointConfigOperator that describes instead of failing when the config exists."""
+
+    def execute(self, context: Any) -> dict:
+        name = self.config["EndpointConfigName"]
+        if _exists(self.hook.describe_endpoint_config, name):
+            self.log.info("Endpoint config %s exists; reusing it.", name)
+            return {"EndpointConfig": serialize(self.hook.describe_endpoint_config(name))}
+        return super().execute(context)
+
+
+class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
+    """SageMakerEndpointOperator (create, or update when it exists) that does not redeploy
+    an endpoint already serving the requested endpoint config."""
+
+    def execute(self, context: Any) -> dict:
+        endpoint = self.config["EndpointName"]
+        wanted = self.config["EndpointConfigName"]
+        current = _describe_or_none(self.hook.describe_endpoint, endpoint)
+        if current is None or current.get("EndpointConfigName") != wanted:
+            return super().execute(context)
+        status = current["EndpointStatus"]
+        if status in self.hook.endpoint_non_terminal_states:
+            self.log.info("Endpoint %s is %s towards %s; waiting.", endpoint, status, wanted)
+            self.hook.get_waiter("endpoint_in_service").wait(
+                EndpointName=endpoint,
+                WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
+            )
+        elif status != "InService":
+            return super().execute(context)
+        else:
+            self.log.info("Endpoint %s already serves %s.", endpoint, wanted)
+        return {
+            "EndpointConfig": serialize(self.hook.describe_endpoint_config(wanted)),
+            "Endpoint": serialize(self.hook.describe_endpoint(endpoint)),
+        }

@@ -1,0 +1,333 @@
+"""Pure builders: PipelineSettings -> boto3-shaped SageMaker request dicts.
+
+Image URIs and the Debugger rule image are arguments: a task resolves them at run
+time with the sagemaker SDK (``sagemaker.core.image_uris.retrieve`` and
+``sagemaker.core.debugger.get_rule_container_image_uri``), so nothing here imports it.
+
+Container choice: PyTorch 2.6 / py312 (the newest version the SDK lists for both
+training and inference). Debugger in PyTorch >= 2.0 containers: no smdebug hook, so
+tensor rules (VanishingGradient, Overfit, Overtraining, PoorWeightInitialization,
+LossNotDecreasing) have no tensors to read. What works there is system profiling
+(ProfilerConfig) with the ProfilerReport rule, which is always on. The tensor rules
+and their DebugHookConfig are added only when ``debugger_tensor_rules`` is set, for
+containers that ship smdebug.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
+from dog_breed.params import PipelineSettings
+
+PYTORCH_VERSION = "2.6"
+PYTHON_VERSION = "py312"
+ENTRY_POINT = "train.py"
+INFERENCE_ENTRY_POINT = "inference.py"
+VARIANT_NAME = "AllTraffic"
+CHANNELS = ("train", "valid", "test")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# The inference toolkit loads user code from model.tar.gz's code/ directory.
+INFERENCE_CODE_DIR = "/opt/ml/model/code"
+VOLUME_SIZE_GB = 30
+PROFILING_INTERVAL_MS = 500
+TENSOR_RULES = (
+    "VanishingGradient",
+    "Overfit",
+    "Overtraining",
+    "PoorWeightInitialization",
+    "LossNotDecreasing",
+)
+# Collections the tensor rules read (as the SDK's rule_configs define them).
+TENSOR_RULE_COLLECTIONS = {"VanishingGradient": "gradients", "PoorWeightInitialization": "relu_input"}
+PROFILER_RULE = "ProfilerReport"
+HYPERBAND_OBJECTIVE = {"Type": "Maximize", "MetricName": "valid:accuracy"}
+
+
+def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """JSON-encode every value, as the SageMaker Python SDK does for framework containers."""
+    return {str(key): json.dumps(value) for key, value in values.items()}
+
+
+def framework_hyperparameters(submit_dir: str, region: str) -> dict[str, Any]:
+    """What the sagemaker-training toolkit needs to fetch and run ``train.py``."""
+    return {
+        "sagemaker_program": ENTRY_POINT,
+        "sagemaker_submit_directory": submit_dir,
+        "sagemaker_region": region,
+        "sagemaker_container_log_level": 20,
+    }
+
+
+def static_hyperparameters(settings: PipelineSettings, submit_dir: str, epochs: int) -> dict[str, str]:
+    """Hyperparameters shared by tuning trials and the final job (train.py's CLI flags)."""
+    return encode_hyperparameters(
+        {
+            "epochs": epochs,
+            "image-size": settings.image_size,
+            "pretrained": settings.pretrained,
+            **framework_hyperparameters(submit_dir, settings.region),
+        }
+    )
+
+
+def training_hyperparameters(static: dict[str, str], tuned: dict[str, str], epochs: int) -> dict[str, str]:
+    """The final job's hyperparameters: the static ones, the tuner's best, the final epoch count."""
+    merged = {**static, **tuned}
+    merged["epochs"] = json.dumps(epochs)
+    # The tuner may carry its own bookkeeping keys; they are not train.py flags.
+    return {k: v for k, v in merged.items() if not k.startswith("_tuning_objective")}
+
+
+def parameter_ranges(settings: PipelineSettings) -> dict[str, list[dict[str, Any]]]:
+    batch_sizes = {"Name": "batch-size", "Values": [json.dumps(b) for b in settings.batch_sizes]}
+    if settings.tuning_strategy == "Grid":
+        # Grid search accepts categorical ranges only.
+        return {
+            "CategoricalParameterRanges": [
+                {"Name": "lr", "Values": _grid_values(settings.lr_min, settings.lr_max)},
+                {
+                    "Name": "weight-decay",
+                    "Values": _grid_values(settings.weight_decay_min, settings.weight_decay_max),
+                },
+                batch_sizes,
+            ]
+        }
+    return {
+        "ContinuousParameterRanges": [
+            {
+                "Name": "lr",
+                "MinValue": str(settings.lr_min),
+                "MaxValue": str(settings.lr_max),
+                "ScalingType": "Logarithmic",
+            },
+            {
+                "Name": "weight-decay",
+                "MinValue": str(settings.weight_decay_min),
+                "MaxValue": str(settings.weight_decay_max),
+                "ScalingType": "Logarithmic",
+            },
+        ],
+        "CategoricalParameterRanges": [batch_sizes],
+    }
+
+
+def _grid_values(low: float, high: float) -> list[str]:
+    values = sorted({low, math.sqrt(low * high), high})
+    return [json.dumps(float(f"{v:.3g}")) for v in values]
+
+
+def _algorithm(image_uri: str) -> dict[str, Any]:
+    return {
+        "TrainingImage": image_uri,
+        "TrainingInputMode": "File",
+        "MetricDefinitions": METRIC_DEFINITIONS,
+        "EnableSageMakerMetricsTimeSeries": True,
+    }
+
+
+def input_data_config(dataset_s3_uri: str) -> list[dict[str, Any]]:
+    """One channel per split; FullyReplicated so every DDP host sees the data and shards it itself."""
+    return [
+        {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"{dataset_s3_uri}/{channel}/",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "ContentType": "application/x-image",
+            "InputMode": "File",
+        }
+        for channel in CHANNELS
+    ]
+
+
+def _stopping(settings: PipelineSettings) -> dict[str, int]:
+    return {"MaxRuntimeInSeconds": settings.training_max_runtime_hours * 3600}
+
+
+def tags(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in sorted(values.items())]
+
+
+def tuning_job_request(
+    settings: PipelineSettings,
+    *,
+    tuning_job_name: str,
+    training_image_uri: str,
+    submit_dir: str,
+    run_tags: dict[str, str],
+) -> dict[str, Any]:
+    """CreateHyperParameterTuningJob."""
+    strategy = settings.tuning_strategy
+    limits: dict[str, int] = {"MaxParallelTrainingJobs": settings.tuning_max_parallel_jobs}
+    if strategy != "Grid":  # Grid runs every combination; it rejects a job cap.
+        limits["MaxNumberOfTrainingJobs"] = settings.tuning_max_jobs
+    job_config: dict[str, Any] = {
+        "Strategy": strategy,
+        "HyperParameterTuningJobObjective": HYPERBAND_OBJECTIVE
+        if strategy == "Hyperband"
+        else TUNING_OBJECTIVE,
+        "ResourceLimits": limits,
+        "ParameterRanges": parameter_ranges(settings),
+        "TrainingJobEarlyStoppingType": "Auto" if strategy in ("Bayesian", "Random") else "Off",
+    }
+    if strategy == "Hyperband":
+        # Hyperband stops trials on the per-epoch metric; epochs are its resource.
+        job_config["StrategyConfig"] = {
+            "HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": settings.tuning_epochs}
+        }
+    return {
+        "HyperParameterTuningJobName": tuning_job_name,
+        "HyperParameterTuningJobConfig": job_config,
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": static_hyperparameters(settings, submit_dir, settings.tuning_epochs),
+            "AlgorithmSpecification": _algorithm(training_image_uri),
+            "RoleArn": settings.sagemaker_role_arn,
+            "InputDataConfig": input_data_config(settings.dataset_s3_uri),
+            "OutputDataConfig": {"S3OutputPath": f"{settings.artifacts_s3_uri}/tuning/"},
+            "ResourceConfig": {
+                "InstanceType": settings.tuning_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+            },
+            "StoppingCondition": _stopping(settings),
+        },
+        "Tags": tags(run_tags),
+    }
+
+
+def debugger_config(
+    settings: PipelineSettings, *, training_job_name: str, rule_image_uri: str
+) -> dict[str, Any]:
+    """ProfilerConfig + ProfilerReport always; DebugHookConfig + tensor rules when asked for."""
+    base = f"{settings.artifacts_s3_uri}/debugger/{training_job_name}"
+    config: dict[str, Any] = {
+        "ProfilerConfig": {
+            "S3OutputPath": f"{settings.artifacts_s3_uri}/profiler/",
+            "ProfilingIntervalInMilliseconds": PROFILING_INTERVAL_MS,
+        },
+        "ProfilerRuleConfigurations": [
+            {
+                "RuleConfigurationName": PROFILER_RULE,
+                "RuleEvaluatorImage": rule_image_uri,
+                "RuleParameters": {"rule_to_invoke": PROFILER_RULE},
+            }
+        ],
+    }
+    if settings.debugger_tensor_rules:
+        collections = sorted({"losses", *TENSOR_RULE_COLLECTIONS.values()})
+        config["DebugHookConfig"] = {
+            "S3OutputPath": f"{base}/tensors",
+            "CollectionConfigurations": [
+                {"CollectionName": name, "CollectionParameters": {"save_interval": "100"}}
+                for name in collections
+            ],
+        }
+        config["DebugRuleConfigurations"] = [
+            {
+                "RuleConfigurationName": rule,
+                "RuleEvaluatorImage": rule_image_uri,
+                "RuleParameters": {"rule_to_invoke": rule},
+            }
+            for rule in TENSOR_RULES
+        ]
+    return config
+
+
+def training_job_request(
+    settings: PipelineSettings,
+    *,
+    training_job_name: str,
+    training_image_uri: str,
+    rule_image_uri: str,
+    hyperparameters: dict[str, str],
+    run_tags: dict[str, str],
+) -> dict[str, Any]:
+    """CreateTrainingJob: final training with checkpoints, Debugger and profiler."""
+    return {
+        "TrainingJobName": training_job_name,
+        "HyperParameters": hyperparameters,
+        "AlgorithmSpecification": _algorithm(training_image_uri),
+        "RoleArn": settings.sagemaker_role_arn,
+        "InputDataConfig": input_data_config(settings.dataset_s3_uri),
+        "OutputDataConfig": {"S3OutputPath": f"{settings.artifacts_s3_uri}/output/"},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": settings.training_instance_count,
+            "VolumeSizeInGB": VOLUME_SIZE_GB,
+        },
+        "StoppingCondition": _stopping(settings),
+        "CheckpointConfig": {
+            "S3Uri": f"{settings.artifacts_s3_uri}/checkpoints/{training_job_name}/",
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        **debugger_config(settings, training_job_name=training_job_name, rule_image_uri=rule_image_uri),
+        "Tags": tags(run_tags),
+    }
+
+
+def model_request(
+    settings: PipelineSettings,
+    *,
+    model_name: str,
+    inference_image_uri: str,
+    model_data_url: str,
+    run_tags: dict[str, str],
+) -> dict[str, Any]:
+    """CreateModel: the inference container loads code/inference.py from model.tar.gz."""
+    return {
+        "ModelName": model_name,
+        "ExecutionRoleArn": settings.sagemaker_role_arn,
+        "PrimaryContainer": {
+            "Image": inference_image_uri,
+            "ModelDataUrl": model_data_url,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": INFERENCE_ENTRY_POINT,
+                "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
+                "SAGEMAKER_REGION": settings.region,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+            },
+        },
+        "Tags": tags(run_tags),
+    }
+
+
+def endpoint_config_request(
+    settings: PipelineSettings, *, endpoint_config_name: str, model_name: str, run_tags: dict[str, str]
+) -> dict[str, Any]:
+    """CreateEndpointConfig: one variant, starting at the autoscaling minimum."""
+    return {
+        "EndpointConfigName": endpoint_config_name,
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT_NAME,
+                "ModelName": model_name,
+                "InitialInstanceCount": settings.autoscaling_min_capacity,
+                "InstanceType": settings.endpoint_instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "Tags": tags(run_tags),
+    }
+
+
+def endpoint_request(
+    settings: PipelineSettings, *, endpoint_config_name: str, run_tags: dict[str, str]
+) -> dict[str, Any]:
+    """CreateEndpoint (the provider operator turns it into UpdateEndpoint when the endpoint exists)."""
+    return {
+        "EndpointName": settings.endpoint_name,
+        "EndpointConfigName": endpoint_config_name,
+        "Tags": tags(run_tags),
+    }
+
+
+def endpoint_arn(region: str, account: str, endpoint_name: str) -> str:
+    # SageMaker lower-cases resource names in ARNs.
+    return f"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint_name.lower()}"
