@@ -36,7 +36,7 @@ class DatasetSummary:
 
 
 def breed_name(class_folder: str) -> str:
-    """``001.Affenpinscher`` -> ``Affenpinscher``; ``013.Australian_cattle_dog`` -> ``Australian cattle dog``."""
+    """``013.Australian_cattle_dog`` -> ``Australian cattle dog``."""
     match = CLASS_FOLDER.match(class_folder)
     return (match.group(2) if match else class_folder).replace("_", " ")
 

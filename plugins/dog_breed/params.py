@@ -224,7 +224,8 @@ class PipelineSettings:
             )
         if self.tuning_max_parallel_jobs > self.tuning_max_jobs and self.tuning_strategy != "Grid":
             problems.append(
-                f"tuning_max_parallel_jobs {self.tuning_max_parallel_jobs} > tuning_max_jobs {self.tuning_max_jobs}"
+                f"tuning_max_parallel_jobs {self.tuning_max_parallel_jobs} > "
+                f"tuning_max_jobs {self.tuning_max_jobs}"
             )
         if not self.batch_sizes:
             problems.append("batch_sizes is empty")
