@@ -87,3 +87,27 @@ def champion_tags(
         TAG_TRAINING_JOB: training_job,
         TAG_DAG_RUN: dag_run[:256],
     }
+
+
+# Kept on each endpoint config the pipeline creates: the config live before it (the rollback target).
+TAG_PREVIOUS_ENDPOINT_CONFIG = f"{TAG_PREFIX}previous-endpoint-config"
+CHAMPION_TAG_KEYS = (TAG_TEST_ACCURACY, TAG_MODEL_NAME, TAG_TRAINING_JOB, TAG_DAG_RUN)
+
+
+def copy_champion_tags(sagemaker_client, *, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
+    """Make the endpoint's champion tags those of the endpoint config it now serves.
+
+    Each endpoint config is created with the tags of its model (``champion_tags``), so a
+    deploy and a rollback both end with tags that describe what is live.
+    """
+    config_arn = sagemaker_client.describe_endpoint_config(EndpointConfigName=endpoint_config_name)[
+        "EndpointConfigArn"
+    ]
+    endpoint_arn = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointArn"]
+    config_tags = tags_to_dict(sagemaker_client.list_tags(ResourceArn=config_arn).get("Tags", []))
+    champion = {key: config_tags[key] for key in CHAMPION_TAG_KEYS if key in config_tags}
+    if champion:
+        sagemaker_client.add_tags(
+            ResourceArn=endpoint_arn, Tags=[{"Key": k, "Value": v} for k, v in sorted(champion.items())]
+        )
+    return champion

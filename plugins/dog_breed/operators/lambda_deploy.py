@@ -1,0 +1,285 @@
+"""Deploy the Lambda that fronts the endpoint: role, code, configuration, version, alias,
+provisioned concurrency. Every step converges, so a rerun changes nothing that is right."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+from airflow.sdk import BaseOperator
+from botocore.exceptions import ClientError
+
+from dog_breed.naming import lambda_role_name
+from dog_breed.packaging import default_model_scripts_dir
+from dog_breed.params import AWS_CONN_ID
+from dog_breed.policies import lambda_invoke_endpoint_policy, trust_policy
+
+INLINE_POLICY_NAME = "invoke-one-endpoint"
+HANDLER = "lambda_function.lambda_handler"
+RUNTIME = "python3.12"
+ALIAS = "live"
+# A new role takes a few seconds to become assumable by Lambda (IAM is eventually consistent).
+ROLE_PROPAGATION_ATTEMPTS = 10
+ROLE_PROPAGATION_DELAY_S = 6.0
+
+
+def build_zip(source_file: Path, arcname: str = "lambda_function.py") -> bytes:
+    """A deployment package with a fixed timestamp, so the same code gives the same CodeSha256."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        archive.writestr(info, source_file.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(payload: bytes) -> str:
+    """Lambda's CodeSha256: base64 of the SHA-256 digest."""
+    return base64.b64encode(hashlib.sha256(payload).digest()).decode()
+
+
+def desired_configuration(
+    *, function_name: str, role_arn: str, endpoint_name: str, memory_size: int, timeout: int
+) -> dict[str, Any]:
+    """The UpdateFunctionConfiguration / CreateFunction fields this operator owns."""
+    return {
+        "FunctionName": function_name,
+        "Role": role_arn,
+        "Handler": HANDLER,
+        "Runtime": RUNTIME,
+        "MemorySize": memory_size,
+        "Timeout": timeout,
+        "Environment": {"Variables": {"ENDPOINT_NAME": endpoint_name}},
+        "Description": f"Classifies dog photos with SageMaker endpoint {endpoint_name}",
+    }
+
+
+def configuration_drift(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
+    """Fields whose live value differs from the desired one."""
+    drift = []
+    for key, value in desired.items():
+        if key == "FunctionName":
+            continue
+        live = current.get(key)
+        if key == "Environment":
+            live = {"Variables": (live or {}).get("Variables", {})}
+        if live != value:
+            drift.append(key)
+    return drift
+
+
+class LambdaDeployFunctionOperator(BaseOperator):
+    """Create or update a Lambda function that invokes one SageMaker endpoint.
+
+    IAM: role ``<function>-lambda-role`` trusted by Lambda, with one inline policy
+    (``sagemaker:InvokeEndpoint`` on this endpoint's ARN, logs of this function).
+    Lambda: create or update code (only if CodeSha256 differs) and configuration (only
+    if it drifted), wait until the update succeeded, publish a version (Lambda returns
+    the latest one when nothing changed), point alias ``live`` at it, put provisioned
+    concurrency on the alias and wait for READY.
+    """
+
+    template_fields: Sequence[str] = (
+        "function_name",
+        "endpoint_name",
+        "memory_size",
+        "timeout",
+        "provisioned_concurrency",
+        "alias_name",
+        "region_name",
+    )
+    ui_color = "#ff9900"
+
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        endpoint_name: str,
+        memory_size: int | str = 512,
+        timeout: int | str = 60,
+        provisioned_concurrency: int | str = 2,
+        alias_name: str = ALIAS,
+        source_file: str | None = None,
+        aws_conn_id: str | None = AWS_CONN_ID,
+        region_name: str | None = None,
+        waiter_delay: float = 5.0,
+        waiter_max_attempts: int = 120,
+        role_propagation_delay: float = ROLE_PROPAGATION_DELAY_S,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.function_name = function_name
+        self.endpoint_name = endpoint_name
+        self.memory_size = memory_size
+        self.timeout = timeout
+        self.provisioned_concurrency = provisioned_concurrency
+        self.alias_name = alias_name
+        self.source_file = source_file
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.role_propagation_delay = role_propagation_delay
+
+    def get_client(self, client_type: str):
+        return AwsGenericHook(
+            aws_conn_id=self.aws_conn_id, client_type=client_type, region_name=self.region_name
+        ).conn
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        iam, lam, sts = self.get_client("iam"), self.get_client("lambda"), self.get_client("sts")
+        region = lam.meta.region_name
+        account = sts.get_caller_identity()["Account"]
+        role_arn = self.ensure_role(iam, region=region, account=account)
+        source = (
+            Path(self.source_file) if self.source_file else default_model_scripts_dir() / "lambda_function.py"
+        )
+        payload = build_zip(source)
+        desired = desired_configuration(
+            function_name=self.function_name,
+            role_arn=role_arn,
+            endpoint_name=self.endpoint_name,
+            memory_size=int(self.memory_size),
+            timeout=int(self.timeout),
+        )
+        function_arn = self.ensure_function(lam, desired, payload)
+        version = lam.publish_version(FunctionName=self.function_name, CodeSha256=code_sha256(payload))[
+            "Version"
+        ]
+        self._wait(lam, "published_version_active", Qualifier=version)
+        alias_arn = self.ensure_alias(lam, version)
+        concurrency = self.ensure_provisioned_concurrency(lam, int(self.provisioned_concurrency))
+        return {
+            "FunctionName": self.function_name,
+            "FunctionArn": function_arn,
+            "Version": version,
+            "Alias": self.alias_name,
+            "AliasArn": alias_arn,
+            "RoleArn": role_arn,
+            "CodeSha256": code_sha256(payload),
+            "ProvisionedConcurrency": concurrency,
+        }
+
+    def ensure_role(self, iam, *, region: str, account: str) -> str:
+        name = lambda_role_name(self.function_name)
+        trust = json.dumps(trust_policy("lambda.amazonaws.com"))
+        try:
+            role = iam.get_role(RoleName=name)["Role"]
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            role = iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=trust,
+                Description=f"Lambda {self.function_name}: invoke endpoint {self.endpoint_name} only",
+            )["Role"]
+            self.log.info("Created role %s", name)
+        policy = lambda_invoke_endpoint_policy(
+            region=region, account=account, endpoint_name=self.endpoint_name, function_name=self.function_name
+        )
+        # PutRolePolicy replaces the inline policy of that name: one policy, however many reruns.
+        iam.put_role_policy(RoleName=name, PolicyName=INLINE_POLICY_NAME, PolicyDocument=json.dumps(policy))
+        return role["Arn"]
+
+    def ensure_function(self, lam, desired: dict[str, Any], payload: bytes) -> str:
+        try:
+            current = lam.get_function_configuration(FunctionName=self.function_name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            created = self._retry_role_propagation(
+                lambda: lam.create_function(
+                    **desired, Code={"ZipFile": payload}, PackageType="Zip", Publish=False
+                )
+            )
+            self.log.info("Created function %s", self.function_name)
+            self._wait(lam, "function_active_v2")
+            return created["FunctionArn"]
+        self._wait(lam, "function_updated_v2")
+        if current.get("CodeSha256") != code_sha256(payload):
+            lam.update_function_code(FunctionName=self.function_name, ZipFile=payload)
+            self.log.info("Updated code of %s", self.function_name)
+            self._wait(lam, "function_updated_v2")
+        drift = configuration_drift(current, desired)
+        if drift:
+            self._retry_role_propagation(lambda: lam.update_function_configuration(**desired))
+            self.log.info("Updated configuration of %s: %s", self.function_name, drift)
+            self._wait(lam, "function_updated_v2")
+        self._wait(lam, "function_active_v2")
+        return current["FunctionArn"]
+
+    def ensure_alias(self, lam, version: str) -> str:
+        try:
+            alias = lam.get_alias(FunctionName=self.function_name, Name=self.alias_name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            return lam.create_alias(
+                FunctionName=self.function_name, Name=self.alias_name, FunctionVersion=version
+            )["AliasArn"]
+        if alias["FunctionVersion"] != version:
+            alias = lam.update_alias(
+                FunctionName=self.function_name, Name=self.alias_name, FunctionVersion=version
+            )
+        return alias["AliasArn"]
+
+    def ensure_provisioned_concurrency(self, lam, wanted: int) -> int:
+        """Provisioned concurrency on the alias, READY; 0 removes it."""
+        qualifier = {"FunctionName": self.function_name, "Qualifier": self.alias_name}
+        current = self._provisioned_concurrency(lam)
+        if wanted == 0:
+            if current is not None:
+                lam.delete_provisioned_concurrency_config(**qualifier)
+            return 0
+        if current is None or current.get("RequestedProvisionedConcurrentExecutions") != wanted:
+            lam.put_provisioned_concurrency_config(**qualifier, ProvisionedConcurrentExecutions=wanted)
+        for _ in range(self.waiter_max_attempts):
+            status = self._provisioned_concurrency(lam) or {}
+            if status.get("Status") == "READY":
+                return int(status.get("AllocatedProvisionedConcurrentExecutions", wanted))
+            if status.get("Status") == "FAILED":
+                raise RuntimeError(f"provisioned concurrency failed: {status.get('StatusReason')}")
+            time.sleep(self.waiter_delay)
+        raise TimeoutError(f"provisioned concurrency of {self.function_name}:{self.alias_name} not READY")
+
+    def _provisioned_concurrency(self, lam) -> dict[str, Any] | None:
+        try:
+            return lam.get_provisioned_concurrency_config(
+                FunctionName=self.function_name, Qualifier=self.alias_name
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ProvisionedConcurrencyConfigNotFoundException":
+                return None
+            raise
+
+    def _retry_role_propagation(self, call):
+        """Retry while Lambda cannot assume a role IAM has only just created."""
+        for attempt in range(1, ROLE_PROPAGATION_ATTEMPTS + 1):
+            try:
+                return call()
+            except ClientError as error:
+                message = error.response["Error"].get("Message", "")
+                propagating = error.response["Error"]["Code"] == "InvalidParameterValueException" and (
+                    "cannot be assumed" in message or "role" in message.lower()
+                )
+                if not propagating or attempt == ROLE_PROPAGATION_ATTEMPTS:
+                    raise
+                self.log.info("Role not assumable yet (attempt %d): %s", attempt, message)
+                time.sleep(self.role_propagation_delay)
+        raise AssertionError("unreachable")
+
+    def _wait(self, lam, waiter: str, **extra: Any) -> None:
+        lam.get_waiter(waiter).wait(
+            FunctionName=self.function_name,
+            **extra,
+            WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
+        )
