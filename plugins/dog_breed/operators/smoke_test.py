@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dog_breed.dataset import CLASS_FOLDER, IMAGE_SUFFIXES, list_keys
 from dog_breed.gate import copy_champion_tags
@@ -23,8 +23,8 @@ from dog_breed.policies import split_s3_uri
 PREDICTION_FIELDS = {"breed": str, "class_folder": str, "index": int, "probability": float}
 
 
-class SmokeTestFailed(AirflowException):
-    """The deployed model answered wrongly or not at all."""
+class SmokeTestFailed(AirflowFailException):
+    """The deployed model answered wrongly or not at all (no retry: the endpoint was rolled back)."""
 
 
 @dataclass(frozen=True)
@@ -170,12 +170,19 @@ class EndpointSmokeTestOperator(BaseOperator):
         ).conn
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if self.rollback_endpoint_config:
+            current = self.get_client("sagemaker").describe_endpoint(EndpointName=self.endpoint_name)
+            if current["EndpointConfigName"] == self.rollback_endpoint_config:
+                raise SmokeTestFailed(
+                    f"{self.endpoint_name} serves {self.rollback_endpoint_config}, its config before this "
+                    "run: an earlier attempt rolled it back; testing it again would not test this run's model"
+                )
         try:
             report = self.run_checks(self.get_client("s3"), self.get_client("lambda"))
         except Exception as error:
             self.log.error("Smoke test failed: %s", error)
             self.roll_back(self.get_client("sagemaker"))
-            if isinstance(error, SmokeTestFailed):
+            if isinstance(error, AirflowException):
                 raise
             raise SmokeTestFailed(f"smoke test could not run: {error}") from error
         self.log.info("Smoke test passed: %s", json.dumps(report))

@@ -1,0 +1,134 @@
+"""Tune, train, gate, deploy, autoscale, front with Lambda and smoke-test a dog-breed classifier.
+
+Wiring only: the logic lives in the ``dog_breed`` plugin package. Every AWS call goes
+through the ``aws_default`` connection; pointing its ``endpoint_url`` extra at
+``local_aws`` runs the same DAG offline. Deferrable waits follow
+``[operators] default_deferrable`` (the provider's own default).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from dog_breed import tasks
+from dog_breed.operators.autoscaling import SageMakerEndpointAutoscalingOperator
+from dog_breed.operators.lambda_deploy import LambdaDeployFunctionOperator
+from dog_breed.operators.sagemaker_rerun import (
+    IdempotentSageMakerEndpointConfigOperator,
+    IdempotentSageMakerEndpointOperator,
+    IdempotentSageMakerModelOperator,
+    ResumableSageMakerTrainingOperator,
+    ResumableSageMakerTuningOperator,
+)
+from dog_breed.operators.smoke_test import EndpointSmokeTestOperator
+from dog_breed.params import AWS_CONN_ID, DEFAULT_DATASET_URI, PARAM_SPECS
+
+DOG_IMAGES = Asset(DEFAULT_DATASET_URI)
+HOUR = 3600
+# Waits outlast SageMaker's own StoppingCondition (at most 24 h per job), so SageMaker decides.
+TRAINING_WAIT_S = 26 * HOUR
+TRAINING_CHECK_INTERVAL_S = 60
+TUNING_CHECK_INTERVAL_S = 180  # the tuning trigger polls at most 480 times: 24 h
+ENDPOINT_WAIT_S = 2 * HOUR
+
+aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
+
+
+@dag(
+    dag_id="dog_breed_pipeline",
+    description=__doc__.splitlines()[0],
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[DOG_IMAGES]
+    ),
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "owner": "mlops"},
+    params={name: Param(**spec) for name, spec in PARAM_SPECS.items()},
+    render_template_as_native_obj=True,
+    tags=["sagemaker", "mlops", "dog-breed"],
+    doc_md=__doc__,
+)
+def dog_breed_pipeline():
+    dataset = task(tasks.check_dataset, task_id="check_dataset", inlets=[DOG_IMAGES])()
+    source = task(tasks.package_source, task_id="package_source")()
+    configs = task(tasks.build_configs, task_id="build_configs", multiple_outputs=True)(source)
+
+    tune = ResumableSageMakerTuningOperator(
+        task_id="tune",
+        config=configs["tuning"],
+        check_interval=TUNING_CHECK_INTERVAL_S,
+        max_ingestion_time=480 * TUNING_CHECK_INTERVAL_S,
+        **aws,
+    )
+    training_config = task(tasks.best_training_config, task_id="best_hyperparameters")(
+        tune.output, configs["names"], configs["images"], configs["submit_dir"]
+    )
+    train = ResumableSageMakerTrainingOperator(
+        task_id="train",
+        config=training_config,
+        check_interval=TRAINING_CHECK_INTERVAL_S,
+        max_attempts=TRAINING_WAIT_S // TRAINING_CHECK_INTERVAL_S,
+        max_ingestion_time=TRAINING_WAIT_S,
+        **aws,
+    )
+    decision = task(tasks.quality_gate, task_id="quality_gate")(train.output)
+    requests = task(tasks.deploy_configs, task_id="deploy_configs", multiple_outputs=True)(
+        train.output, configs["images"], decision
+    )
+    model = IdempotentSageMakerModelOperator(task_id="create_model", config=requests["model"], **aws)
+    endpoint_config = IdempotentSageMakerEndpointConfigOperator(
+        task_id="create_endpoint_config", config=requests["endpoint_config"], **aws
+    )
+    rollout = task(tasks.prepare_endpoint_update, task_id="prepare_endpoint_update", multiple_outputs=True)(
+        endpoint_config.output
+    )
+    endpoint = IdempotentSageMakerEndpointOperator(
+        task_id="deploy_endpoint",
+        config=requests["endpoint"],
+        operation="create",  # falls back to update when the endpoint exists
+        check_interval=30,
+        max_ingestion_time=ENDPOINT_WAIT_S,
+        **aws,
+    )
+    tagged = task(tasks.tag_endpoint, task_id="tag_endpoint")(endpoint.output)
+    autoscale = SageMakerEndpointAutoscalingOperator(
+        task_id="autoscale",
+        endpoint_name="{{ params.endpoint_name }}",
+        min_capacity="{{ params.autoscaling_min_capacity }}",
+        max_capacity="{{ params.autoscaling_max_capacity }}",
+        target_invocations_per_instance="{{ params.autoscaling_target_invocations }}",
+        scale_in_cooldown="{{ params.scale_in_cooldown_s }}",
+        scale_out_cooldown="{{ params.scale_out_cooldown_s }}",
+        **aws,
+    )
+    deploy_lambda = LambdaDeployFunctionOperator(
+        task_id="deploy_lambda",
+        function_name="{{ params.lambda_function_name }}",
+        endpoint_name="{{ params.endpoint_name }}",
+        memory_size="{{ params.lambda_memory_mb }}",
+        timeout="{{ params.lambda_timeout_s }}",
+        provisioned_concurrency="{{ params.lambda_provisioned_concurrency }}",
+        **aws,
+    )
+    smoke_test = EndpointSmokeTestOperator(
+        task_id="smoke_test",
+        function_name="{{ params.lambda_function_name }}",
+        qualifier=deploy_lambda.alias_name,
+        dataset_s3_uri="{{ params.dataset_s3_uri }}",
+        endpoint_name="{{ params.endpoint_name }}",
+        image_count="{{ params.smoke_test_images }}",
+        rollback_endpoint_config=rollout["previous_endpoint_config"],
+        **aws,
+    )
+
+    dataset >> source
+    model >> endpoint_config
+    rollout >> endpoint
+    tagged >> autoscale >> deploy_lambda >> smoke_test
+
+
+dog_breed_pipeline()
