@@ -119,13 +119,15 @@ def _grid_values(low: float, high: float) -> list[str]:
     return [json.dumps(float(f"{v:.3g}")) for v in values]
 
 
-def _algorithm(image_uri: str) -> dict[str, Any]:
-    return {
+def _algorithm(image_uri: str, *, time_series: bool = True) -> dict[str, Any]:
+    algorithm: dict[str, Any] = {
         "TrainingImage": image_uri,
         "TrainingInputMode": "File",
         "MetricDefinitions": METRIC_DEFINITIONS,
-        "EnableSageMakerMetricsTimeSeries": True,
     }
+    if time_series:  # CreateTrainingJob only; the tuning job's definition has no such field
+        algorithm["EnableSageMakerMetricsTimeSeries"] = True
+    return algorithm
 
 
 def input_data_config(dataset_s3_uri: str) -> list[dict[str, Any]]:
@@ -187,7 +189,7 @@ def tuning_job_request(
         "HyperParameterTuningJobConfig": job_config,
         "TrainingJobDefinition": {
             "StaticHyperParameters": static_hyperparameters(settings, submit_dir, settings.tuning_epochs),
-            "AlgorithmSpecification": _algorithm(training_image_uri),
+            "AlgorithmSpecification": _algorithm(training_image_uri, time_series=False),
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": input_data_config(settings.dataset_s3_uri),
             "OutputDataConfig": {"S3OutputPath": f"{settings.artifacts_s3_uri}/tuning/"},
