@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+CHROMIUM := /usr/bin/chromium
 REQS := requirements.txt requirements-model.txt requirements-local-aws.txt requirements-dev.txt constraints.txt
 
 .PHONY: help setup test test-fast demo bench airflow lint env clean
@@ -15,7 +16,12 @@ help:
 	@echo "make airflow - Airflow UI + scheduler + local_aws on 127.0.0.1:8080, no Docker"
 	@echo "make env     - generate .env (Fernet key, passwords) for docker compose"
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(CHROMIUM)
+
+# The browser test drives Debian's chromium (Playwright's own browser download is unreachable here).
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else echo "warning: run 'sudo apt-get install chromium' for tests/test_ui_browser.py"; fi
 
 # torch and torchvision come from this machine's local wheels; pip (not uv) finds them.
 $(VENV)/.installed: $(REQS)
