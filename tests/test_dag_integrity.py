@@ -1,0 +1,155 @@
+"""The DAG loads cleanly, is wired as designed and parses light and fast."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import airflow_fixtures  # noqa: F401  (AIRFLOW_HOME before Airflow)
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "dog_breed_pipeline"
+ORDER = [
+    "check_dataset",
+    "package_source",
+    "build_configs",
+    "tune",
+    "best_hyperparameters",
+    "train",
+    "quality_gate",
+    "deploy_configs",
+    "create_model",
+    "create_endpoint_config",
+    "prepare_endpoint_update",
+    "deploy_endpoint",
+    "tag_endpoint",
+    "autoscale",
+    "deploy_lambda",
+    "smoke_test",
+]
+HEAVY = ["torch", "torchvision", "sagemaker", "onnxruntime", "optuna", "moto"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags[DAG_ID]
+
+
+def test_no_import_errors_and_dag_present(dagbag):
+    assert dagbag.import_errors == {}
+    assert DAG_ID in dagbag.dags
+
+
+def test_tasks_run_in_the_designed_order_without_cycles(dag):
+    ids = set(dag.task_dict)
+    assert ids == set(ORDER)
+    for before, after in zip(ORDER, ORDER[1:], strict=False):
+        assert before in dag.task_dict[after].get_flat_relative_ids(upstream=True), f"{before} !< {after}"
+    assert dag.task_dict["check_dataset"].upstream_task_ids == set()
+    assert dag.task_dict["smoke_test"].downstream_task_ids == set()
+
+
+def test_every_task_retries(dag):
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.retry_delay.total_seconds() > 0
+
+
+def test_schedule_catchup_and_concurrency(dag):
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
+    assert "s3://dog-breed-pipeline/dogImages" in repr(dag.timetable.asset_condition)
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+
+
+def test_params_defaults_validate_and_bad_values_are_rejected(dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    resolved = dag.params.validate()
+    assert resolved["endpoint_instance_type"] == "ml.m5.large"
+    assert resolved["autoscaling_max_capacity"] == 3
+    assert resolved["autoscaling_target_invocations"] == 10
+    assert (resolved["scale_out_cooldown_s"], resolved["scale_in_cooldown_s"]) == (30, 120)
+    assert resolved["lambda_provisioned_concurrency"] == 2
+    for name, bad in [
+        ("tuning_strategy", "Genetic"),
+        ("training_instance_count", 0),
+        ("dataset_s3_uri", "/local/path"),
+        ("endpoint_name", "bad_name!"),
+        ("accuracy_threshold", 1.5),
+    ]:
+        param = copy.deepcopy(dag.params.get_param(name))
+        with pytest.raises(ParamValidationError):
+            param.resolve(bad)
+
+
+def test_sagemaker_operators_wait_long_enough_for_real_jobs(dag):
+    train = dag.task_dict["train"]
+    assert train.max_attempts * train.check_interval >= 24 * 3600
+    assert train.max_ingestion_time >= 24 * 3600
+    assert train.action_if_job_exists == "fail"  # names are resolved before; a race must not duplicate
+    assert dag.task_dict["tune"].check_interval * 480 >= 24 * 3600
+
+
+def test_custom_operators_template_the_run_settings(dag):
+    assert "endpoint_name" in dag.task_dict["autoscale"].template_fields
+    assert {"function_name", "memory_size", "provisioned_concurrency"} <= set(
+        dag.task_dict["deploy_lambda"].template_fields
+    )
+    assert "rollback_endpoint_config" in dag.task_dict["smoke_test"].template_fields
+    for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
+        assert "config" in dag.task_dict[task_id].template_fields
+        assert dag.task_dict[task_id].aws_conn_id == "aws_default"
+
+
+PARSE_PROBE = """
+import json, sys, time
+sys.path[:0] = {paths!r}
+started = time.perf_counter()
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={dags!r})
+elapsed = time.perf_counter() - started
+import airflow.providers.amazon.aws.hooks.base_aws as base_aws
+print(json.dumps({{"errors": list(bag.import_errors), "dags": list(bag.dags),
+                   "heavy": [m for m in {heavy!r} if m in sys.modules],
+                   "seconds": elapsed}}))
+"""
+
+
+def test_a_parse_imports_nothing_heavy_and_stays_within_budget():
+    """A fresh interpreter parses the DAG: no torch / sagemaker SDK / moto, and under 10 s
+    including Airflow's own import (the DAG file itself adds well under 2 s)."""
+    code = PARSE_PROBE.format(paths=[str(ROOT / "plugins")], dags=str(ROOT / "dags"), heavy=HEAVY)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["errors"] == [] and probe["dags"] == [DAG_ID]
+    assert probe["heavy"] == []
+    assert probe["seconds"] < 10, probe
+
+
+def test_the_dag_file_itself_parses_quickly(dagbag):
+    """Re-parse with Airflow already imported: this is what the DAG processor pays per parse."""
+    import time
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.perf_counter()
+    DagBag(dag_folder=str(ROOT / "dags" / "dog_breed_pipeline.py"))
+    assert time.perf_counter() - started < 2.0
