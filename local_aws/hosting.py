@@ -1,0 +1,827 @@
+"""SageMaker hosting: models, endpoint configs, endpoints, and the runtime's InvokeEndpoint.
+
+An endpoint is model-server processes (``local_aws.model_server``), one per instance, started
+from the endpoint config's models; see :mod:`local_aws.hosting_fleet`. Error codes and texts
+follow SageMaker's, because callers (the Amazon provider's operators, botocore's waiters)
+match on them:
+
+* control plane (AWS JSON): ``ValidationException`` "Cannot create already existing model
+  \"<arn>\"." / "Could not find endpoint \"<arn>\"." / ...
+* runtime (REST JSON): ``ValidationError`` "Endpoint <name> of account <id> not found.",
+  ``ModelError`` (424) with OriginalStatusCode / OriginalMessage / LogStreamArn, an HTTP 413 for a
+  body over 6 MB, ``ServiceUnavailable`` (503, retried by botocore) when no instance answers.
+
+UpdateEndpoint brings the new config up beside the old one, swaps the two atomically once every
+new instance answers /ping, then drains and stops the old one: no request fails in between. If
+the new config cannot come up, the old one keeps serving and DescribeEndpoint says InService
+with a FailureReason, as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.client
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from local_aws.core import AwsError, Context, Route, now, to_json, validation_error
+from local_aws.hosting_fleet import (
+    Deployment,
+    LogShipper,
+    ModelInstance,
+    StartupFailure,
+    VariantFleet,
+    prepare_model_dir,
+)
+
+log = logging.getLogger("local_aws.hosting")
+
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # real-time endpoints: 6 MB request payload
+INVOCATION_TIMEOUT_SECONDS = 60.0  # real-time endpoints: the container has 60 s to answer
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0  # ContainerStartupHealthCheckTimeoutInSeconds when not given
+SUPERVISE_INTERVAL_SECONDS = 0.5
+PASSED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes", "X-Amzn-SageMaker-Inference-Id")
+
+
+# -- validation --------------------------------------------------------------------------------------
+def _constraint_error(value: Any, member: str, constraint: str) -> AwsError:
+    return validation_error(
+        f"1 validation error detected: Value '{value}' at '{member}' "
+        f"failed to satisfy constraint: {constraint}"
+    )
+
+
+def validate_name(value: Any, member: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _constraint_error(value, member, "Member must not be null")
+    if len(value) > 63:
+        raise _constraint_error(value, member, "Member must have length less than or equal to 63")
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise _constraint_error(
+            value, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}"
+        )
+    return value
+
+
+def _number(value: Any, member: str, minimum: float, default: float | None = None) -> float:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise _constraint_error(value, member, f"Member must have value greater than or equal to {minimum:g}")
+    return value
+
+
+# -- records -----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ModelRecord:
+    name: str
+    arn: str
+    containers: list[dict[str, Any]]
+    request: dict[str, Any]
+    created: dt.datetime
+
+    @property
+    def container(self) -> dict[str, Any]:
+        return self.containers[0]
+
+
+@dataclasses.dataclass
+class EndpointConfigRecord:
+    name: str
+    arn: str
+    variants: list[dict[str, Any]]
+    request: dict[str, Any]
+    created: dt.datetime
+
+
+@dataclasses.dataclass
+class PendingUpdate:
+    config: EndpointConfigRecord
+    started: dt.datetime
+    deployment: Deployment | None = None
+
+
+@dataclasses.dataclass
+class EndpointRecord:
+    name: str
+    arn: str
+    config_name: str
+    status: str
+    created: dt.datetime
+    modified: dt.datetime
+    failure_reason: str | None = None
+    deployment: Deployment | None = None
+    pending: PendingUpdate | None = None
+    deleted: bool = False
+
+
+# -- the service -------------------------------------------------------------------------------------
+class HostingService:
+    def __init__(self, context: Context):
+        self.context = context
+        self._models: dict[str, ModelRecord] = {}
+        self._configs: dict[str, EndpointConfigRecord] = {}
+        self._endpoints: dict[str, EndpointRecord] = {}
+        self._lock = threading.RLock()
+        self._restarting: set[str] = set()
+        self._closing = threading.Event()
+        self._shipper = LogShipper(context)
+        self._root = Path(context.state_dir) / "hosting"
+        self._supervisor = threading.Thread(target=self._supervise, name="hosting-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
+        return {
+            "CreateModel": self.create_model,
+            "DescribeModel": self.describe_model,
+            "DeleteModel": self.delete_model,
+            "ListModels": self.list_models,
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self.describe_endpoint_config,
+            "DeleteEndpointConfig": self.delete_endpoint_config,
+            "ListEndpointConfigs": self.list_endpoint_configs,
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self.describe_endpoint,
+            "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
+            "DeleteEndpoint": self.delete_endpoint,
+            "ListEndpoints": self.list_endpoints,
+        }
+
+    def routes(self) -> list[Route]:
+        return [
+            Route.of("sagemaker", "POST", r"/endpoints/(?P<endpoint_name>[^/]+)/invocations", self.invoke)
+        ]
+
+    # -- ARNs and lookups: SageMaker ARNs carry the name in lower case, and names are unique ignoring case
+    def _arn(self, kind: str, name: str) -> str:
+        return self.context.arn("sagemaker", f"{kind}/{name.lower()}")
+
+    def _get_model(self, name: str) -> ModelRecord:
+        with self._lock:
+            record = self._models.get(name.lower())
+        if record is None:
+            raise validation_error(f'Could not find model "{self._arn("model", name)}".')
+        return record
+
+    def _get_config(self, name: str) -> EndpointConfigRecord:
+        with self._lock:
+            record = self._configs.get(name.lower())
+        if record is None:
+            raise validation_error(
+                f'Could not find endpoint configuration "{self._arn("endpoint-config", name)}".'
+            )
+        return record
+
+    def _get_endpoint(self, name: str) -> EndpointRecord:
+        with self._lock:
+            record = self._endpoints.get(name.lower())
+        if record is None:
+            raise validation_error(f'Could not find endpoint "{self._arn("endpoint", name)}".')
+        return record
+
+    # -- models ------------------------------------------------------------------------------------------
+    def create_model(self, request: dict) -> dict:
+        name = validate_name(request.get("ModelName"), "modelName")
+        containers = request.get("Containers") or (
+            [request["PrimaryContainer"]] if request.get("PrimaryContainer") else []
+        )
+        if not containers:
+            raise validation_error("Either PrimaryContainer or Containers must be specified.")
+        for container in containers:
+            if container.get("ModelPackageName"):
+                raise validation_error(
+                    "local_aws does not implement models from model packages (ModelPackageName)."
+                )
+            if not container.get("Image"):
+                raise validation_error("Image must be specified for each container.")
+            if (url := container.get("ModelDataUrl")) and not str(url).startswith("s3://"):
+                raise _constraint_error(
+                    url,
+                    "primaryContainer.modelDataUrl",
+                    "Member must satisfy regular expression pattern: ^(https|s3)://([^/]+)/?(.*)$",
+                )
+        arn = self._arn("model", name)
+        with self._lock:
+            if name.lower() in self._models:
+                raise validation_error(f'Cannot create already existing model "{arn}".')
+            self._models[name.lower()] = ModelRecord(name, arn, containers, request, now())
+        self.context.tags.add(arn, request.get("Tags"))
+        return {"ModelArn": arn}
+
+    def describe_model(self, request: dict) -> dict:
+        record = self._get_model(request["ModelName"])
+        response = {
+            "ModelName": record.name,
+            "ModelArn": record.arn,
+            "CreationTime": record.created,
+            "EnableNetworkIsolation": bool(record.request.get("EnableNetworkIsolation", False)),
+        }
+        for key in (
+            "PrimaryContainer",
+            "Containers",
+            "ExecutionRoleArn",
+            "VpcConfig",
+            "InferenceExecutionConfig",
+        ):
+            if key in record.request:
+                response[key] = record.request[key]
+        return response
+
+    def delete_model(self, request: dict) -> dict:
+        record = self._get_model(request["ModelName"])
+        with self._lock:
+            self._models.pop(record.name.lower(), None)
+        self.context.tags.forget(record.arn)
+        return {}
+
+    def list_models(self, request: dict) -> dict:
+        with self._lock:
+            records = list(self._models.values())
+        page, token = _page(request, records, {"Name": lambda r: r.name, "CreationTime": lambda r: r.created})
+        listed = [{"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created} for r in page]
+        return {"Models": listed, **token}
+
+    # -- endpoint configs ------------------------------------------------------------------------------
+    def create_endpoint_config(self, request: dict) -> dict:
+        name = validate_name(request.get("EndpointConfigName"), "endpointConfigName")
+        variants = request.get("ProductionVariants") or []
+        if not variants or len(variants) > 10:
+            raise _constraint_error(
+                variants, "productionVariants", "Member must have length between 1 and 10"
+            )
+        seen: set[str] = set()
+        for index, variant in enumerate(variants, start=1):
+            member = f"productionVariants.{index}"
+            variant_name = validate_name(variant.get("VariantName"), f"{member}.member.variantName")
+            if variant_name in seen:
+                raise validation_error(f"Production variant names must be unique; {variant_name} repeats.")
+            seen.add(variant_name)
+            if variant.get("ServerlessConfig"):
+                raise validation_error(
+                    "local_aws does not implement serverless endpoints (ServerlessConfig)."
+                )
+            if not variant.get("InstanceType"):
+                raise validation_error(f"InstanceType is required for production variant {variant_name}.")
+            _number(variant.get("InitialInstanceCount"), f"{member}.member.initialInstanceCount", 1)
+            _number(variant.get("InitialVariantWeight"), f"{member}.member.initialVariantWeight", 0, 1.0)
+            self._get_model(validate_name(variant.get("ModelName"), f"{member}.member.modelName"))
+        arn = self._arn("endpoint-config", name)
+        with self._lock:
+            if name.lower() in self._configs:
+                raise validation_error(f'Cannot create already existing endpoint configuration "{arn}".')
+            self._configs[name.lower()] = EndpointConfigRecord(name, arn, variants, request, now())
+        self.context.tags.add(arn, request.get("Tags"))
+        return {"EndpointConfigArn": arn}
+
+    def describe_endpoint_config(self, request: dict) -> dict:
+        record = self._get_config(request["EndpointConfigName"])
+        variants = [{"InitialVariantWeight": 1.0, **variant} for variant in record.variants]
+        response = {
+            "EndpointConfigName": record.name,
+            "EndpointConfigArn": record.arn,
+            "ProductionVariants": variants,
+            "CreationTime": record.created,
+        }
+        for key in ("DataCaptureConfig", "KmsKeyId", "AsyncInferenceConfig", "ExecutionRoleArn"):
+            if key in record.request:
+                response[key] = record.request[key]
+        return response
+
+    def delete_endpoint_config(self, request: dict) -> dict:
+        # SageMaker lets a config in use be deleted: the endpoint keeps running what it deployed.
+        record = self._get_config(request["EndpointConfigName"])
+        with self._lock:
+            self._configs.pop(record.name.lower(), None)
+        self.context.tags.forget(record.arn)
+        return {}
+
+    def list_endpoint_configs(self, request: dict) -> dict:
+        with self._lock:
+            records = list(self._configs.values())
+        page, token = _page(request, records, {"Name": lambda r: r.name, "CreationTime": lambda r: r.created})
+        listed = [
+            {"EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created}
+            for r in page
+        ]
+        return {"EndpointConfigs": listed, **token}
+
+    # -- endpoints ------------------------------------------------------------------------------------
+    def create_endpoint(self, request: dict) -> dict:
+        name = validate_name(request.get("EndpointName"), "endpointName")
+        config = self._get_config(validate_name(request.get("EndpointConfigName"), "endpointConfigName"))
+        arn = self._arn("endpoint", name)
+        with self._lock:
+            if name.lower() in self._endpoints:
+                raise validation_error(f'Cannot create already existing endpoint "{arn}".')
+            created = now()
+            endpoint = EndpointRecord(name, arn, config.name, "Creating", created, created)
+            self._endpoints[name.lower()] = endpoint
+        self.context.tags.add(arn, request.get("Tags"))
+        self._in_background(f"create-{name}", lambda: self._create(endpoint, config))
+        return {"EndpointArn": arn}
+
+    def _create(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> None:
+        try:
+            deployment = self._deploy(endpoint, config)
+        except StartupFailure as failure:
+            with self._lock:
+                if not endpoint.deleted:
+                    endpoint.status, endpoint.failure_reason, endpoint.modified = (
+                        "Failed",
+                        str(failure),
+                        now(),
+                    )
+            return
+        with self._lock:
+            if endpoint.deleted:
+                stale = deployment
+            else:
+                stale = None
+                endpoint.deployment, endpoint.status, endpoint.modified = deployment, "InService", now()
+        if stale is not None:
+            stale.stop()
+
+    def update_endpoint(self, request: dict) -> dict:
+        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
+        config = self._get_config(validate_name(request.get("EndpointConfigName"), "endpointConfigName"))
+        retain = bool(request.get("RetainAllVariantProperties", False))
+        with self._lock:
+            self._require_in_service(endpoint, "update")
+            endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
+            endpoint.pending = PendingUpdate(config, now())
+            current = endpoint.deployment
+        if retain and current is not None:
+            config = _retaining(config, current)
+        self._in_background(f"update-{endpoint.name}", lambda: self._update(endpoint, config))
+        return {"EndpointArn": endpoint.arn}
+
+    def _update(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> None:
+        try:
+            deployment = self._deploy(endpoint, config, lambda d: setattr(endpoint.pending, "deployment", d))
+        except StartupFailure as failure:
+            with self._lock:
+                if not endpoint.deleted:  # the old deployment never stopped serving
+                    endpoint.status, endpoint.modified = "InService", now()
+                    endpoint.failure_reason, endpoint.pending = str(failure), None
+            return
+        with self._lock:  # the swap: requests lease a deployment under this same lock
+            old = endpoint.deployment
+            if endpoint.deleted:
+                old = deployment
+            else:
+                endpoint.deployment, endpoint.config_name = deployment, config.name
+                endpoint.status, endpoint.modified, endpoint.pending = "InService", now(), None
+        if old is not None:
+            old.drain_and_stop(timeout=INVOCATION_TIMEOUT_SECONDS + 5)
+
+    def update_endpoint_weights_and_capacities(self, request: dict) -> dict:
+        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
+        desired = request.get("DesiredWeightsAndCapacities") or []
+        if not desired:
+            raise _constraint_error(
+                desired, "desiredWeightsAndCapacities", "Member must have length greater than or equal to 1"
+            )
+        with self._lock:
+            self._require_in_service(endpoint, "update")
+            deployment = endpoint.deployment
+            assert deployment is not None
+            unknown = [
+                d.get("VariantName") for d in desired if d.get("VariantName") not in deployment.variants
+            ]
+            if unknown:
+                raise validation_error(
+                    f"The variant name(s) {', '.join(map(str, unknown))} is/are not present in the endpoint "
+                    f'"{endpoint.arn}".'
+                )
+            for change in desired:
+                _number(change.get("DesiredWeight"), "desiredWeight", 0, 0.0)
+                _number(change.get("DesiredInstanceCount"), "desiredInstanceCount", 0, 0.0)
+            endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
+        self._in_background(f"scale-{endpoint.name}", lambda: self._scale(endpoint, deployment, desired))
+        return {"EndpointArn": endpoint.arn}
+
+    def _scale(self, endpoint: EndpointRecord, deployment: Deployment, desired: list[dict]) -> None:
+        failure: str | None = None
+        for change in desired:
+            variant = deployment.variants[change["VariantName"]]
+            if change.get("DesiredWeight") is not None:
+                variant.weight = float(change["DesiredWeight"])
+            if change.get("DesiredInstanceCount") is not None:
+                try:
+                    variant.scale_to(int(change["DesiredInstanceCount"]))
+                except StartupFailure as error:
+                    failure = str(error)
+                    variant.scale_to(variant.current_count)  # stop what did not come up
+        with self._lock:
+            if not endpoint.deleted:
+                endpoint.status, endpoint.modified, endpoint.failure_reason = "InService", now(), failure
+
+    def _require_in_service(self, endpoint: EndpointRecord, verb: str) -> None:
+        if endpoint.status == "Failed":
+            raise validation_error(
+                f'Cannot {verb} failed endpoint "{endpoint.arn}". '
+                "DeleteEndpoint is the only operation that can be performed on a failed endpoint."
+            )
+        if endpoint.status != "InService":
+            raise validation_error(f'Cannot {verb} in-progress endpoint "{endpoint.arn}".')
+
+    def delete_endpoint(self, request: dict) -> dict:
+        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
+        with self._lock:
+            if endpoint.status == "Deleting":
+                raise validation_error(f'Cannot delete in-progress endpoint "{endpoint.arn}".')
+            endpoint.status, endpoint.modified, endpoint.deleted = "Deleting", now(), True
+            deployments = [
+                d for d in (endpoint.deployment, endpoint.pending and endpoint.pending.deployment) if d
+            ]
+
+        def delete() -> None:
+            for deployment in deployments:
+                deployment.stop()
+            with self._lock:
+                if self._endpoints.get(endpoint.name.lower()) is endpoint:
+                    del self._endpoints[endpoint.name.lower()]
+            self.context.tags.forget(endpoint.arn)
+
+        self._in_background(f"delete-{endpoint.name}", delete)
+        return {}
+
+    def describe_endpoint(self, request: dict) -> dict:
+        endpoint = self._get_endpoint(request["EndpointName"])
+        with self._lock:
+            response: dict[str, Any] = {
+                "EndpointName": endpoint.name,
+                "EndpointArn": endpoint.arn,
+                "EndpointConfigName": endpoint.config_name,
+                "EndpointStatus": endpoint.status,
+                "CreationTime": endpoint.created,
+                "LastModifiedTime": endpoint.modified,
+            }
+            if endpoint.deployment is not None:
+                response["ProductionVariants"] = [
+                    _variant_summary(v) for v in endpoint.deployment.variants.values()
+                ]
+            if endpoint.failure_reason:
+                response["FailureReason"] = endpoint.failure_reason
+            if endpoint.pending is not None:
+                response["PendingDeploymentSummary"] = {
+                    "EndpointConfigName": endpoint.pending.config.name,
+                    "ProductionVariants": [
+                        {
+                            "VariantName": v["VariantName"],
+                            "DesiredInstanceCount": v["InitialInstanceCount"],
+                            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
+                            "InstanceType": v["InstanceType"],
+                        }
+                        for v in endpoint.pending.config.variants
+                    ],
+                    "StartTime": endpoint.pending.started,
+                }
+        return response
+
+    def list_endpoints(self, request: dict) -> dict:
+        with self._lock:
+            records = list(self._endpoints.values())
+        if status := request.get("StatusEquals"):
+            records = [r for r in records if r.status == status]
+        for key, keep in (
+            ("LastModifiedTimeBefore", lambda r, t: r.modified < t),
+            ("LastModifiedTimeAfter", lambda r, t: r.modified > t),
+        ):
+            if key in request:
+                moment = _as_datetime(request[key])
+                records = [r for r in records if keep(r, moment)]
+        page, token = _page(
+            request,
+            records,
+            {"Name": lambda r: r.name, "CreationTime": lambda r: r.created, "Status": lambda r: r.status},
+        )
+        listed = [
+            {
+                "EndpointName": r.name,
+                "EndpointArn": r.arn,
+                "CreationTime": r.created,
+                "LastModifiedTime": r.modified,
+                "EndpointStatus": r.status,
+            }
+            for r in page
+        ]
+        return {"Endpoints": listed, **token}
+
+    # -- deployments ----------------------------------------------------------------------------------
+    def _deploy(
+        self,
+        endpoint: EndpointRecord,
+        config: EndpointConfigRecord,
+        on_created: Callable[[Deployment], None] | None = None,
+    ) -> Deployment:
+        """Bring a config up for an endpoint: unpack each model, start every instance, wait for /ping."""
+        directory = self._root / endpoint.name.lower() / f"{config.name.lower()}-{secrets.token_hex(4)}"
+        with self._lock:
+            models = [self._models.get(variant["ModelName"].lower()) for variant in config.variants]
+        fleets = []
+        for variant, model in zip(config.variants, models, strict=True):
+            if model is None:
+                raise StartupFailure(f'Could not find model "{self._arn("model", variant["ModelName"])}".')
+            fleets.append(self._fleet(endpoint, variant, model, directory / variant["VariantName"] / "model"))
+        deployment = Deployment(config.name, directory, fleets)
+        if on_created is not None:
+            on_created(deployment)
+        try:
+            for fleet, model in zip(fleets, models, strict=True):
+                assert model is not None
+                prepare_model_dir(self.context, model.container, fleet.model_dir)
+        except StartupFailure:
+            deployment.stop()
+            raise
+        deployment.start()
+        return deployment
+
+    def _fleet(
+        self, endpoint: EndpointRecord, variant: dict, model: ModelRecord, model_dir: Path
+    ) -> VariantFleet:
+        container = model.container
+        environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+        environment.setdefault("SAGEMAKER_PROGRAM", "inference.py")
+        environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
+
+        def new_instance() -> ModelInstance:
+            return ModelInstance(
+                self.context, self._shipper, endpoint.name, variant["VariantName"], model_dir, environment
+            )
+
+        return VariantFleet(
+            name=variant["VariantName"],
+            image=container["Image"],
+            model_dir=model_dir,
+            weight=float(variant.get("InitialVariantWeight", 1.0)),
+            desired_count=int(variant["InitialInstanceCount"]),
+            startup_timeout=float(
+                variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or DEFAULT_STARTUP_TIMEOUT_SECONDS
+            ),
+            new_instance=new_instance,
+            deployed_at=now(),
+        )
+
+    # -- runtime: InvokeEndpoint -------------------------------------------------------------------
+    def invoke(self, request: Request, endpoint_name: str) -> Response:
+        declared = request.content_length
+        if declared is not None and declared > MAX_PAYLOAD_BYTES:
+            return _payload_too_large()
+        body = request.get_data(cache=False)
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return _payload_too_large()
+        with self._lock:
+            endpoint = self._endpoints.get(endpoint_name.lower())
+            deployment = (
+                endpoint.deployment if endpoint and endpoint.status in ("InService", "Updating") else None
+            )
+            if deployment is None:
+                raise AwsError(
+                    "ValidationError",
+                    f"Endpoint {endpoint_name} of account {self.context.account_id} not found.",
+                )
+            deployment.in_flight.enter()  # under the lock, so an update's swap cannot slip in between
+        try:
+            return self._invoke_deployment(endpoint.name, deployment, request, body)
+        finally:
+            deployment.in_flight.exit()
+
+    def _invoke_deployment(
+        self, endpoint_name: str, deployment: Deployment, request: Request, body: bytes
+    ) -> Response:
+        target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
+        variant = deployment.pick_variant(target)
+        if variant is None:
+            raise AwsError(
+                "ValidationError",
+                f"Target variant {target} does not exist for endpoint {endpoint_name} of account "
+                f"{self.context.account_id}.",
+            )
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/octet-stream")}
+        if accept := request.headers.get("Accept"):
+            headers["Accept"] = accept
+        headers.update({h: v for h in PASSED_HEADERS if (v := request.headers.get(h))})
+        for instance in variant.candidates():
+            with variant.leased(instance) as routable:
+                if not routable:
+                    continue
+                try:
+                    status, reply_headers, reply = _post(instance.port, body, headers)
+                except TimeoutError:
+                    return self._model_error(endpoint_name, instance, None, _TIMEOUT_MESSAGE)
+                except (OSError, http.client.HTTPException):
+                    variant.unroute(instance)  # it crashed: the supervisor restarts it; try the next one
+                    continue
+            if status != 200:
+                return self._model_error(
+                    endpoint_name, instance, status, reply.decode("utf-8", errors="replace")
+                )
+            response = Response(
+                reply, status=200, content_type=reply_headers.get("Content-Type", "application/json")
+            )
+            response.headers["x-Amzn-Invoked-Production-Variant"] = variant.name
+            if attributes := reply_headers.get("X-Amzn-SageMaker-Custom-Attributes"):
+                response.headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
+            return response
+        raise AwsError(
+            "ServiceUnavailable",
+            f"No instance of production variant {variant.name} of endpoint {endpoint_name} is available. "
+            "Try your call again.",
+            status=503,
+        )
+
+    def _model_error(
+        self, endpoint_name: str, instance: ModelInstance, status: int | None, original: str
+    ) -> Response:
+        """ModelError (424): the container answered an error (``status``) or nothing in time (``None``)."""
+        kind = "client" if status is not None and status < 500 else "server"
+        message = (
+            f'Received {kind} error ({status or 0}) from primary with message "{original}". '
+            + self._see_logs(endpoint_name)
+        )
+        body: dict[str, Any] = {
+            "Message": message,
+            "OriginalMessage": original,
+            "LogStreamArn": instance.log_stream_arn,
+        }
+        if status is not None:
+            body["OriginalStatusCode"] = status
+        return Response(
+            to_json(body),
+            status=424,
+            content_type="application/json",
+            headers={"x-amzn-ErrorType": "ModelError"},
+        )
+
+    def _see_logs(self, endpoint_name: str) -> str:
+        region = self.context.region
+        return (
+            f"See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
+            f"group=/aws/sagemaker/Endpoints/{endpoint_name} in account {self.context.account_id} for more "
+            "information."
+        )
+
+    # -- supervision ---------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        """Restart model servers that died; their variant routes around them meanwhile."""
+        while not self._closing.wait(SUPERVISE_INTERVAL_SECONDS):
+            with self._lock:
+                deployments = [
+                    e.deployment for e in self._endpoints.values() if e.deployment and not e.deleted
+                ]
+            for deployment in deployments:
+                for variant in deployment.variants.values():
+                    for instance in list(variant.instances):
+                        if (
+                            instance.exited
+                            and not instance.stopped
+                            and instance.instance_id not in self._restarting
+                        ):
+                            self._restarting.add(instance.instance_id)
+                            variant.unroute(instance)
+                            self._in_background(
+                                f"restart-{instance.instance_id}",
+                                lambda v=variant, i=instance: self._restart(v, i),
+                            )
+
+    def _restart(self, variant: VariantFleet, instance: ModelInstance) -> None:
+        log.warning(
+            "model server %s of %s exited; restarting it", instance.instance_id, instance.endpoint_name
+        )
+        try:
+            instance.start(variant.startup_timeout)
+            variant.reroute(instance)
+        except StartupFailure as failure:
+            log.error("could not restart %s: %s", instance.instance_id, failure)
+        finally:
+            self._restarting.discard(instance.instance_id)
+
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("hosting background task %s failed", name)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+    def shutdown(self) -> None:
+        """Stop every model server (each in its own process group, so nothing is orphaned)."""
+        self._closing.set()
+        with self._lock:
+            deployments = []
+            for endpoint in self._endpoints.values():
+                endpoint.deleted = True
+                deployments += [
+                    d for d in (endpoint.deployment, endpoint.pending and endpoint.pending.deployment) if d
+                ]
+        for deployment in deployments:
+            deployment.stop()
+        self._shipper.close()
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+_TIMEOUT_MESSAGE = (
+    "Your invocation timed out while waiting for a response from container primary. Review the latency "
+    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
+
+
+def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=INVOCATION_TIMEOUT_SECONDS)
+    try:
+        connection.request("POST", "/invocations", body=body, headers=headers)
+        reply = connection.getresponse()
+        return reply.status, dict(reply.headers), reply.read()
+    finally:
+        connection.close()
+
+
+def _payload_too_large() -> Response:
+    # What SageMaker answers for an oversize real-time request: a bare 413 (botocore's error code is "413").
+    return Response(
+        to_json({"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."}),
+        status=413,
+        content_type="application/json",
+    )
+
+
+def _variant_summary(variant: VariantFleet) -> dict[str, Any]:
+    return {
+        "VariantName": variant.name,
+        "DeployedImages": [
+            {
+                "SpecifiedImage": variant.image,
+                "ResolvedImage": variant.image,
+                "ResolutionTime": variant.deployed_at,
+            }
+        ],
+        "CurrentWeight": variant.weight,
+        "DesiredWeight": variant.weight,
+        "CurrentInstanceCount": variant.current_count,
+        "DesiredInstanceCount": variant.desired_count,
+    }
+
+
+def _retaining(config: EndpointConfigRecord, current: Deployment) -> EndpointConfigRecord:
+    """RetainAllVariantProperties: keep the running variants' instance counts and weights."""
+    variants = []
+    for variant in config.variants:
+        running = current.variants.get(variant["VariantName"])
+        if running is not None:
+            variant = {
+                **variant,
+                "InitialInstanceCount": running.desired_count,
+                "InitialVariantWeight": running.weight,
+            }
+        variants.append(variant)
+    return dataclasses.replace(config, variants=variants)
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as error:
+        raise validation_error(f"Not a timestamp: {value!r}") from error
+
+
+def _page(request: dict, records: list, sort_keys: dict[str, Callable[[Any], Any]]) -> tuple[list, dict]:
+    """NameContains, CreationTimeBefore/After, SortBy, SortOrder, MaxResults, NextToken."""
+    if contains := request.get("NameContains"):
+        records = [r for r in records if contains.lower() in r.name.lower()]
+    if "CreationTimeBefore" in request:
+        records = [r for r in records if r.created < _as_datetime(request["CreationTimeBefore"])]
+    if "CreationTimeAfter" in request:
+        records = [r for r in records if r.created > _as_datetime(request["CreationTimeAfter"])]
+    sort_by = request.get("SortBy", "CreationTime")
+    if sort_by not in sort_keys:
+        raise _constraint_error(
+            sort_by, "sortBy", f"Member must satisfy enum value set: [{', '.join(sort_keys)}]"
+        )
+    order = request.get("SortOrder", "Descending")
+    if order not in ("Ascending", "Descending"):
+        raise _constraint_error(
+            order, "sortOrder", "Member must satisfy enum value set: [Ascending, Descending]"
+        )
+    records = sorted(records, key=sort_keys[sort_by], reverse=order == "Descending")
+    limit = int(_number(request.get("MaxResults"), "maxResults", 1, 10))
+    try:
+        start = int(request.get("NextToken") or 0)
+    except ValueError as error:
+        raise validation_error("Invalid pagination token.") from error
+    page = records[start : start + min(limit, 100)]
+    more = start + len(page) < len(records)
+    return page, ({"NextToken": str(start + len(page))} if more else {})

@@ -1,0 +1,502 @@
+"""The machinery behind an endpoint: model-server processes, one per instance.
+
+* :class:`ModelInstance` is one ``python -m local_aws.model_server`` process in its own
+  process group, its output shipped to CloudWatch Logs; it announces its port on stdout.
+* :class:`VariantFleet` is a production variant's instances with round-robin routing,
+  scale-out (start, wait for /ping, then route) and scale-in (unroute, drain, stop).
+* :class:`Deployment` is one endpoint config brought up: every variant's fleet, plus the
+  count of requests in flight so an update can drain it before stopping it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import http.client
+import itertools
+import logging
+import os
+import queue
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_aws.core import Context, split_s3_uri
+from local_aws.model_server import PORT_ANNOUNCEMENT
+
+log = logging.getLogger("local_aws.hosting")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # so child processes can import local_aws
+STOP_GRACE_SECONDS = 5.0
+PING_INTERVAL_SECONDS = 0.1
+
+
+class StartupFailure(Exception):
+    """An instance or a whole deployment could not come up; the message is the FailureReason."""
+
+
+class InFlight:
+    """A count of requests in progress that one can wait to reach zero."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def enter(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def exit(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+# -- CloudWatch Logs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogLine:
+    group: str
+    stream: str
+    timestamp_ms: int
+    message: str
+
+
+class LogShipper:
+    """Ships model-server output to CloudWatch Logs (moto, through this server) in batches."""
+
+    def __init__(self, context: Context):
+        self._context = context
+        self._queue: queue.Queue[LogLine | None] = queue.Queue(maxsize=10_000)
+        self._known_streams: set[tuple[str, str]] = set()
+        self._thread = threading.Thread(target=self._run, name="hosting-logs", daemon=True)
+        self._thread.start()
+
+    def put(self, group: str, stream: str, message: str) -> None:
+        with contextlib.suppress(queue.Full):  # logs are best effort; serving never waits on them
+            self._queue.put_nowait(LogLine(group, stream, int(time.time() * 1000), message))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        client = None
+        done = False
+        while not done:
+            batch: list[LogLine] = []
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if first is None:
+                done = True
+            else:
+                batch.append(first)
+            deadline = time.monotonic() + 0.5
+            while not done and len(batch) < 500 and time.monotonic() < deadline:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+            if not batch:
+                continue
+            try:
+                client = client or self._context.client("logs")
+                self._ship(client, batch)
+            except Exception as error:
+                log.warning("could not ship %d log lines to CloudWatch: %s", len(batch), error)
+
+    def _ship(self, client: Any, batch: list[LogLine]) -> None:
+        by_stream: dict[tuple[str, str], list[LogLine]] = collections.defaultdict(list)
+        for line in batch:
+            by_stream[(line.group, line.stream)].append(line)
+        for (group, stream), lines in by_stream.items():
+            if (group, stream) not in self._known_streams:
+                exists = client.exceptions.ResourceAlreadyExistsException
+                with contextlib.suppress(exists):
+                    client.create_log_group(logGroupName=group)
+                with contextlib.suppress(exists):
+                    client.create_log_stream(logGroupName=group, logStreamName=stream)
+                self._known_streams.add((group, stream))
+            client.put_log_events(
+                logGroupName=group,
+                logStreamName=stream,
+                logEvents=[{"timestamp": line.timestamp_ms, "message": line.message} for line in lines],
+            )
+
+
+# -- model data ------------------------------------------------------------------------------------
+def _extract(archive: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")  # refuses absolute paths and links out of the tree
+
+
+def _download(context: Context, uri: str, target: Path) -> None:
+    bucket, key = split_s3_uri(uri)
+    try:
+        context.client("s3").download_file(bucket, key, str(target))
+    except Exception as error:
+        raise StartupFailure(
+            f"Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is an "
+            "object located at the URL and that the role passed to CreateModel has permissions to "
+            f"download the object. ({error})"
+        ) from error
+
+
+def prepare_model_dir(context: Context, container: dict[str, Any], model_dir: Path) -> None:
+    """Unpack the container's ``ModelDataUrl`` into ``model_dir`` as SageMaker does into /opt/ml/model.
+
+    Handler code is ``code/`` inside the archive; when the archive has none and
+    ``SAGEMAKER_SUBMIT_DIRECTORY`` names a source tarball in S3 (the framework containers'
+    older convention), that tarball is unpacked into ``code/``.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=model_dir.parent) as scratch:
+        if model_data := container.get("ModelDataUrl"):
+            archive = Path(scratch) / "model.tar.gz"
+            _download(context, model_data, archive)
+            try:
+                _extract(archive, model_dir)
+            except (tarfile.TarError, OSError) as error:
+                raise StartupFailure(
+                    f"Model data at {model_data} is not a valid tar.gz archive: {error}"
+                ) from error
+        environment = container.get("Environment") or {}
+        program = environment.get("SAGEMAKER_PROGRAM") or "inference.py"
+        submit_directory = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+        if submit_directory.startswith("s3://") and not (model_dir / "code" / program).exists():
+            archive = Path(scratch) / "sourcedir.tar.gz"
+            _download(context, submit_directory, archive)
+            try:
+                _extract(archive, model_dir / "code")
+            except (tarfile.TarError, OSError) as error:
+                raise StartupFailure(
+                    f"Source at {submit_directory} is not a valid tar.gz archive: {error}"
+                ) from error
+
+
+# -- one instance ----------------------------------------------------------------------------------
+class ModelInstance:
+    """One model-server process (restartable), routed to only while it answers /ping."""
+
+    def __init__(
+        self,
+        context: Context,
+        shipper: LogShipper,
+        endpoint_name: str,
+        variant_name: str,
+        model_dir: Path,
+        environment: dict[str, str],
+    ):
+        self.instance_id = "i-" + secrets.token_hex(9)[:17]
+        self.endpoint_name = endpoint_name
+        self.variant_name = variant_name
+        self.log_group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+        self.log_stream = f"{variant_name}/{self.instance_id}"
+        self.log_stream_arn = context.arn("logs", f"log-group:{self.log_group}:log-stream:{self.log_stream}")
+        self.in_flight = InFlight()
+        self._context = context
+        self._shipper = shipper
+        self._model_dir = model_dir
+        self._environment = environment
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._port: int | None = None
+        self._port_known = threading.Event()
+        self._tail: collections.deque[str] = collections.deque(maxlen=15)
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        assert self._port is not None
+        return self._port
+
+    @property
+    def exited(self) -> bool:
+        process = self._process
+        return process is not None and process.poll() is not None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self, timeout: float) -> None:
+        """Start the process and return once /ping answers 200; raise StartupFailure otherwise."""
+        with self._lock:
+            if self._stopped:
+                raise StartupFailure("instance stopped while starting")
+            self._port_known.clear()
+            self._port = None
+            env = {
+                **os.environ,
+                **self._environment,
+                **self._context.worker_environment(),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+                ),
+                "PYTHONUNBUFFERED": "1",
+            }
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "local_aws.model_server",
+                    "--model-dir",
+                    str(self._model_dir),
+                    "--port",
+                    "0",
+                ],
+                env=env,
+                cwd=self._model_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # its own process group: stop() takes its children with it
+            )
+            process = self._process
+        threading.Thread(
+            target=self._read_output, args=(process,), name=f"out-{self.instance_id}", daemon=True
+        ).start()
+        self._wait_healthy(process, time.monotonic() + timeout)
+
+    def _read_output(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            if line.startswith(PORT_ANNOUNCEMENT) and not self._port_known.is_set():
+                self._port = int(line.removeprefix(PORT_ANNOUNCEMENT))
+                self._port_known.set()
+                continue
+            self._tail.append(line)
+            self._shipper.put(self.log_group, self.log_stream, line)
+        process.stdout.close()
+
+    def _wait_healthy(self, process: subprocess.Popen[str], deadline: float) -> None:
+        while time.monotonic() < deadline and not self._stopped:
+            if process.poll() is not None:
+                time.sleep(0.2)  # let the reader collect the last lines for the reason
+                raise StartupFailure(
+                    self._failure_reason(f"the model server exited with code {process.returncode}")
+                )
+            if self._port_known.is_set() and self._ping():
+                return
+            time.sleep(PING_INTERVAL_SECONDS)
+        if self._stopped:
+            raise StartupFailure("instance stopped while starting")
+        self.stop()
+        raise StartupFailure(self._failure_reason("the model server did not answer /ping in time"))
+
+    def _ping(self) -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", "/ping")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def _failure_reason(self, what: str) -> str:
+        last_lines = " | ".join(line for line in self._tail if line.strip())[-1500:]
+        return (
+            f"The primary container for production variant {self.variant_name} did not pass the ping health "
+            f"check. Please check CloudWatch logs for this endpoint. (local_aws: {what}; last log lines: "
+            f"{last_lines or 'none'})"
+        )
+
+    def stop(self) -> None:
+        """Terminate the process group; kill it if it does not leave within the grace period."""
+        with self._lock:
+            self._stopped = True
+            process = self._process
+        if process is None or process.poll() is not None:
+            return
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(STOP_GRACE_SECONDS)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+
+def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+# -- a variant's instances ----------------------------------------------------------------------
+InstanceFactory = Callable[[], ModelInstance]
+
+
+@dataclass
+class VariantFleet:
+    """A production variant's instances; ``routable`` are the ones requests go to."""
+
+    name: str
+    image: str
+    model_dir: Path
+    weight: float
+    desired_count: int
+    startup_timeout: float
+    new_instance: InstanceFactory
+    deployed_at: Any
+    instances: list[ModelInstance] = field(default_factory=list)
+    routable: list[ModelInstance] = field(default_factory=list)
+    _cursor: itertools.count = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _scaling: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def current_count(self) -> int:
+        with self._lock:
+            return len(self.routable)
+
+    def scale_to(self, count: int) -> None:
+        """Start instances up to ``count`` (all healthy before any is routed), or drain and stop extras."""
+        with self._scaling:
+            self.desired_count = count
+            with self._lock:
+                missing = count - len(self.instances)
+            if missing > 0:
+                started = [self.new_instance() for _ in range(missing)]
+                with self._lock:
+                    self.instances.extend(started)
+                _start_all(started, self.startup_timeout)  # raises StartupFailure: the caller stops the fleet
+                with self._lock:
+                    self.routable.extend(started)
+            elif missing < 0:
+                with self._lock:
+                    extra = self.instances[count:]
+                    del self.instances[count:]
+                    self.routable = [i for i in self.routable if i not in extra]
+                for instance in extra:
+                    instance.in_flight.wait_idle(timeout=65)
+                    instance.stop()
+
+    def candidates(self) -> list[ModelInstance]:
+        """Routable instances in round-robin order: each request starts one further along."""
+        with self._lock:
+            routable = list(self.routable)
+            start = next(self._cursor) % len(routable) if routable else 0
+        return routable[start:] + routable[:start]
+
+    @contextlib.contextmanager
+    def leased(self, instance: ModelInstance) -> Iterator[bool]:
+        """Count a request in flight on ``instance`` if it is still routable (scale-in waits for it)."""
+        with self._lock:
+            routable = instance in self.routable
+            if routable:
+                instance.in_flight.enter()
+        try:
+            yield routable
+        finally:
+            if routable:
+                instance.in_flight.exit()
+
+    def unroute(self, instance: ModelInstance) -> None:
+        with self._lock:
+            if instance in self.routable:
+                self.routable.remove(instance)
+
+    def reroute(self, instance: ModelInstance) -> None:
+        with self._lock:
+            if instance in self.instances and instance not in self.routable:
+                self.routable.append(instance)
+
+    def stop(self) -> None:
+        with self._lock:
+            instances = list(self.instances)
+            self.routable = []
+        _run_all([instance.stop for instance in instances])
+
+
+def _start_all(instances: list[ModelInstance], timeout: float) -> None:
+    errors = _run_all([lambda instance=instance: instance.start(timeout) for instance in instances])
+    if errors:
+        raise errors[0]
+
+
+def _run_all(tasks: list[Callable[[], None]]) -> list[BaseException]:
+    """Run tasks in threads, wait for all, return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(task: Callable[[], None]) -> None:
+        try:
+            task()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(task,), daemon=True) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+# -- one endpoint config, deployed ----------------------------------------------------------------
+class Deployment:
+    """An endpoint config's variants, running. Requests hold a lease (``in_flight``) while they use it."""
+
+    def __init__(self, config_name: str, directory: Path, variants: list[VariantFleet]):
+        self.config_name = config_name
+        self.directory = directory
+        self.variants = {variant.name: variant for variant in variants}
+        self.in_flight = InFlight()
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        errors = _run_all([lambda v=v: v.scale_to(v.desired_count) for v in self.variants.values()])
+        if errors:
+            self.stop()
+            raise errors[0] if isinstance(errors[0], StartupFailure) else StartupFailure(str(errors[0]))
+        if self._stopped.is_set():
+            raise StartupFailure("deployment stopped while starting")
+
+    def pick_variant(self, target: str | None) -> VariantFleet | None:
+        if target:
+            return self.variants.get(target)
+        variants = list(self.variants.values())
+        weights = [variant.weight for variant in variants]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(variants)
+        return random.choices(variants, weights=weights)[0]  # noqa: S311 - traffic split, not security
+
+    def drain_and_stop(self, timeout: float) -> None:
+        self.in_flight.wait_idle(timeout)
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        _run_all([variant.stop for variant in self.variants.values()])
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
