@@ -221,6 +221,7 @@ def airflow_worker_policy(
                     "application-autoscaling:DescribeScalableTargets",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DescribeScalingPolicies",
+                    "application-autoscaling:DeleteScalingPolicy",
                 ],
                 "Resource": "*",
             },

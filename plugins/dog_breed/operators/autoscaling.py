@@ -54,7 +54,7 @@ def scaling_policy_request(
 
 
 def deregister_if_registered(client, resource_id: str) -> bool:
-    """Deregister the variant's scalable target (and so its policies); True when there was one.
+    """Delete the variant's scaling policies and deregister its scalable target; True when there was one.
 
     UpdateEndpoint cannot change the instance type of an auto-scaled variant, so the
     pipeline calls this before such an update; SageMakerEndpointAutoscalingOperator
@@ -65,6 +65,17 @@ def deregister_if_registered(client, resource_id: str) -> bool:
     )["ScalableTargets"]
     if not found:
         return False
+    # AWS deletes a target's policies with it; deleting them first does not depend on that.
+    policies = client.describe_scaling_policies(
+        ServiceNamespace=SERVICE_NAMESPACE, ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION
+    )["ScalingPolicies"]
+    for policy in policies:
+        client.delete_scaling_policy(
+            PolicyName=policy["PolicyName"],
+            ServiceNamespace=SERVICE_NAMESPACE,
+            ResourceId=resource_id,
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
     client.deregister_scalable_target(
         ServiceNamespace=SERVICE_NAMESPACE, ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION
     )
