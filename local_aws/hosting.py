@@ -107,7 +107,6 @@ class EndpointConfigRecord:
 class PendingUpdate:
     config: EndpointConfigRecord
     started: dt.datetime
-    deployment: Deployment | None = None
 
 
 @dataclasses.dataclass
@@ -133,6 +132,7 @@ class HostingService:
         self._endpoints: dict[str, EndpointRecord] = {}
         self._lock = threading.RLock()
         self._restarting: set[str] = set()
+        self._live: dict[Deployment, str] = {}  # every deployment with processes, by endpoint key
         self._closing = threading.Event()
         self._shipper = LogShipper(context)
         self._root = Path(context.state_dir) / "hosting"
@@ -349,7 +349,7 @@ class HostingService:
                 stale = None
                 endpoint.deployment, endpoint.status, endpoint.modified = deployment, "InService", now()
         if stale is not None:
-            stale.stop()
+            self._retire(stale)
 
     def update_endpoint(self, request: dict) -> dict:
         endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
@@ -367,7 +367,7 @@ class HostingService:
 
     def _update(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> None:
         try:
-            deployment = self._deploy(endpoint, config, lambda d: setattr(endpoint.pending, "deployment", d))
+            deployment = self._deploy(endpoint, config)
         except StartupFailure as failure:
             with self._lock:
                 if not endpoint.deleted:  # the old deployment never stopped serving
@@ -382,7 +382,8 @@ class HostingService:
                 endpoint.deployment, endpoint.config_name = deployment, config.name
                 endpoint.status, endpoint.modified, endpoint.pending = "InService", now(), None
         if old is not None:
-            old.drain_and_stop(timeout=INVOCATION_TIMEOUT_SECONDS + 5)
+            old.in_flight.wait_idle(timeout=INVOCATION_TIMEOUT_SECONDS + 5)
+            self._retire(old)
 
     def update_endpoint_weights_and_capacities(self, request: dict) -> dict:
         endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
@@ -441,13 +442,12 @@ class HostingService:
             if endpoint.status == "Deleting":
                 raise validation_error(f'Cannot delete in-progress endpoint "{endpoint.arn}".')
             endpoint.status, endpoint.modified, endpoint.deleted = "Deleting", now(), True
-            deployments = [
-                d for d in (endpoint.deployment, endpoint.pending and endpoint.pending.deployment) if d
-            ]
+            key = endpoint.name.lower()
+            deployments = [deployment for deployment, owner in self._live.items() if owner == key]
 
         def delete() -> None:
             for deployment in deployments:
-                deployment.stop()
+                self._retire(deployment)
             with self._lock:
                 if self._endpoints.get(endpoint.name.lower()) is endpoint:
                     del self._endpoints[endpoint.name.lower()]
@@ -519,12 +519,7 @@ class HostingService:
         return {"Endpoints": listed, **token}
 
     # -- deployments ----------------------------------------------------------------------------------
-    def _deploy(
-        self,
-        endpoint: EndpointRecord,
-        config: EndpointConfigRecord,
-        on_created: Callable[[Deployment], None] | None = None,
-    ) -> Deployment:
+    def _deploy(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> Deployment:
         """Bring a config up for an endpoint: unpack each model, start every instance, wait for /ping."""
         directory = self._root / endpoint.name.lower() / f"{config.name.lower()}-{secrets.token_hex(4)}"
         with self._lock:
@@ -535,17 +530,24 @@ class HostingService:
                 raise StartupFailure(f'Could not find model "{self._arn("model", variant["ModelName"])}".')
             fleets.append(self._fleet(endpoint, variant, model, directory / variant["VariantName"] / "model"))
         deployment = Deployment(config.name, directory, fleets)
-        if on_created is not None:
-            on_created(deployment)
+        with self._lock:
+            if endpoint.deleted or self._closing.is_set():
+                raise StartupFailure("endpoint deleted while deploying")
+            self._live[deployment] = endpoint.name.lower()
         try:
             for fleet, model in zip(fleets, models, strict=True):
                 assert model is not None
                 prepare_model_dir(self.context, model.container, fleet.model_dir)
+            deployment.start()
         except StartupFailure:
-            deployment.stop()
+            self._retire(deployment)
             raise
-        deployment.start()
         return deployment
+
+    def _retire(self, deployment: Deployment) -> None:
+        deployment.stop()
+        with self._lock:
+            self._live.pop(deployment, None)
 
     def _fleet(
         self, endpoint: EndpointRecord, variant: dict, model: ModelRecord, model_dir: Path
@@ -720,14 +722,11 @@ class HostingService:
         """Stop every model server (each in its own process group, so nothing is orphaned)."""
         self._closing.set()
         with self._lock:
-            deployments = []
             for endpoint in self._endpoints.values():
                 endpoint.deleted = True
-                deployments += [
-                    d for d in (endpoint.deployment, endpoint.pending and endpoint.pending.deployment) if d
-                ]
+            deployments = list(self._live)
         for deployment in deployments:
-            deployment.stop()
+            self._retire(deployment)
         self._shipper.close()
 
 

@@ -488,10 +488,6 @@ class Deployment:
             weights = [1.0] * len(variants)
         return random.choices(variants, weights=weights)[0]  # noqa: S311 - traffic split, not security
 
-    def drain_and_stop(self, timeout: float) -> None:
-        self.in_flight.wait_idle(timeout)
-        self.stop()
-
     def stop(self) -> None:
         self._stopped.set()
         _run_all([variant.stop for variant in self.variants.values()])

@@ -452,3 +452,44 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+def test_provider_endpoint_operator_creates_then_updates_in_place(sm, runtime, s3, server, monkeypatch):
+    """The DAG's path: operation="create" twice; the second run falls back to UpdateEndpoint."""
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_LOCAL",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "x",
+                "password": "x",
+                "extra": {"endpoint_url": server.url, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    endpoint = unique("ep")
+    for label in ("first-run", "retrained"):
+        config = make_config(sm, s3, label)
+        result = SageMakerEndpointOperator(
+            task_id=f"deploy-{label}",
+            config={"EndpointName": endpoint, "EndpointConfigName": config},
+            aws_conn_id="aws_local",
+            operation="create",
+            check_interval=1,
+        ).execute(context={})
+        assert result["Endpoint"]["EndpointStatus"] == "InService"
+        assert result["Endpoint"]["EndpointConfigName"] == config
+        assert invoke(runtime, endpoint, {})["label"] == label
+
+
+def test_shutdown_leaves_no_model_server_behind(tmp_path):
+    with LocalAwsServer(tmp_path, service_classes={"hosting": "local_aws.hosting:HostingService"}) as local:
+        sm, s3, runtime = (client(local, name) for name in ("sagemaker", "s3", "sagemaker-runtime"))
+        s3.create_bucket(Bucket=BUCKET)
+        endpoint, _ = deploy(sm, s3, "ephemeral", instances=2)
+        pids = {invoke(runtime, endpoint, {})["pid"] for _ in range(4)}
+    assert len(pids) == 2
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
