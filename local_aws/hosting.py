@@ -23,9 +23,11 @@ import dataclasses
 import datetime as dt
 import http.client
 import logging
+import math
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # real-time endpoints: 6 MB request payload
 INVOCATION_TIMEOUT_SECONDS = 60.0  # real-time endpoints: the container has 60 s to answer
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0  # ContainerStartupHealthCheckTimeoutInSeconds when not given
 SUPERVISE_INTERVAL_SECONDS = 0.5
+AUTOSCALING_INTERVAL_SECONDS = 15.0  # how often registered scalable targets are evaluated
+INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
 PASSED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes", "X-Amzn-SageMaker-Inference-Id")
 
 
@@ -133,11 +137,14 @@ class HostingService:
         self._lock = threading.RLock()
         self._restarting: set[str] = set()
         self._live: dict[Deployment, str] = {}  # every deployment with processes, by endpoint key
+        self._last_scaled: dict[tuple[str, str], float] = {}  # (endpoint, variant) -> when it last scaled
         self._closing = threading.Event()
         self._shipper = LogShipper(context)
         self._root = Path(context.state_dir) / "hosting"
         self._supervisor = threading.Thread(target=self._supervise, name="hosting-supervisor", daemon=True)
         self._supervisor.start()
+        self._autoscaler = threading.Thread(target=self._autoscale, name="hosting-autoscaler", daemon=True)
+        self._autoscaler.start()
 
     def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
         return {
@@ -696,6 +703,81 @@ class HostingService:
                                 f"restart-{instance.instance_id}",
                                 lambda v=variant, i=instance: self._restart(v, i),
                             )
+
+    # -- Application Auto Scaling ------------------------------------------------------------------
+    def _autoscale(self) -> None:
+        """Honour scalable targets and target-tracking policies registered in Application Auto Scaling.
+
+        Each variant with a scalable target is kept within [MinCapacity, MaxCapacity]; with a
+        SageMakerVariantInvocationsPerInstance policy, the desired count is
+        ceil(invocations in the last minute / TargetValue), applied after the policy's cooldowns.
+        """
+        autoscaling = None
+        while not self._closing.wait(AUTOSCALING_INTERVAL_SECONDS):
+            with self._lock:
+                if not self._endpoints:
+                    continue
+            try:
+                autoscaling = autoscaling or self.context.client("application-autoscaling")
+                self._autoscale_once(autoscaling)
+            except Exception as error:  # moto unreachable or a bad policy: try again next round
+                log.warning("autoscaling round failed: %s", error)
+
+    def _autoscale_once(self, autoscaling: Any) -> None:
+        targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+        for target in targets:
+            found = re.fullmatch(r"endpoint/([^/]+)/variant/([^/]+)", target["ResourceId"])
+            if not found or target.get("ScalableDimension") != "sagemaker:variant:DesiredInstanceCount":
+                continue
+            endpoint_name, variant_name = found.groups()
+            with self._lock:
+                endpoint = self._endpoints.get(endpoint_name.lower())
+                if endpoint is None or endpoint.status != "InService" or endpoint.deployment is None:
+                    continue
+                deployment = endpoint.deployment
+            variant = deployment.variants.get(variant_name)
+            if variant is None:
+                continue
+            policies = autoscaling.describe_scaling_policies(
+                ServiceNamespace="sagemaker", ResourceId=target["ResourceId"]
+            )["ScalingPolicies"]
+            desired = self._desired_count(endpoint_name, variant, target, policies)
+            if desired != variant.desired_count:
+                log.info(
+                    "autoscaling %s/%s: %d -> %d", endpoint_name, variant_name, variant.desired_count, desired
+                )
+                self.update_endpoint_weights_and_capacities(
+                    {
+                        "EndpointName": endpoint.name,
+                        "DesiredWeightsAndCapacities": [
+                            {"VariantName": variant.name, "DesiredInstanceCount": desired}
+                        ],
+                    }
+                )
+
+    def _desired_count(self, endpoint: str, variant: VariantFleet, target: dict, policies: list[dict]) -> int:
+        current = variant.desired_count
+        desired = current
+        key = (endpoint.lower(), variant.name)
+        for policy in policies:
+            tracking = policy.get("TargetTrackingScalingPolicyConfiguration") or {}
+            metric = (tracking.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
+            if policy.get("PolicyType") != "TargetTrackingScaling" or metric != INVOCATIONS_PER_INSTANCE:
+                continue
+            wanted = max(1, math.ceil(variant.invocations_last_minute() / float(tracking["TargetValue"])))
+            elapsed = time.monotonic() - self._last_scaled.get(key, 0.0)
+            may_scale_out = wanted > current and elapsed >= float(tracking.get("ScaleOutCooldown", 300))
+            may_scale_in = (
+                wanted < current
+                and not tracking.get("DisableScaleIn", False)
+                and elapsed >= float(tracking.get("ScaleInCooldown", 300))
+            )
+            if may_scale_out or may_scale_in:
+                desired = wanted
+        desired = min(max(desired, int(target["MinCapacity"])), int(target["MaxCapacity"]))
+        if desired != current:
+            self._last_scaled[key] = time.monotonic()
+        return desired
 
     def _restart(self, variant: VariantFleet, instance: ModelInstance) -> None:
         log.warning(

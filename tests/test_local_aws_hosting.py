@@ -493,3 +493,52 @@ def test_shutdown_leaves_no_model_server_behind(tmp_path):
     assert len(pids) == 2
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
+
+
+def test_application_auto_scaling_targets_are_honoured(tmp_path, monkeypatch):
+    monkeypatch.setattr(hosting, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
+    with LocalAwsServer(tmp_path, service_classes={"hosting": "local_aws.hosting:HostingService"}) as local:
+        sm, s3, runtime, aas = (
+            client(local, name)
+            for name in ("sagemaker", "s3", "sagemaker-runtime", "application-autoscaling")
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        endpoint, _ = deploy(sm, s3, "scaled")
+        resource = f"endpoint/{endpoint}/variant/AllTraffic"
+        aas.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=2,
+            MaxCapacity=3,
+        )
+
+        def instances_reach(count: int) -> None:
+            deadline = time.monotonic() + 20
+            while True:
+                described = sm.describe_endpoint(EndpointName=endpoint)
+                variant = described["ProductionVariants"][0]
+                if described["EndpointStatus"] == "InService" and variant["CurrentInstanceCount"] == count:
+                    return
+                assert time.monotonic() < deadline, f"variant stayed at {variant['CurrentInstanceCount']}"
+                time.sleep(0.2)
+
+        instances_reach(2)  # MinCapacity
+        aas.put_scaling_policy(
+            PolicyName="invocations",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 2.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "ScaleOutCooldown": 0,
+                "ScaleInCooldown": 3600,
+            },
+        )
+        for _ in range(20):
+            invoke(runtime, endpoint, {})
+        instances_reach(3)  # 20 invocations / 2 per instance wants 10, MaxCapacity caps it
