@@ -412,6 +412,7 @@ class LambdaService:
         self._retired_pools: list[WorkerPool] = []
         self._clients: dict[str, Any] = {}
         self._stopping = threading.Event()
+        self.idle_worker_seconds = IDLE_WORKER_SECONDS
         self._logs = LogShipper(lambda: self.context.client("logs"))
         self._async = ThreadPoolExecutor(
             max_workers=DEFAULT_CONCURRENCY_LIMIT, thread_name_prefix="lambda-event"
@@ -720,6 +721,10 @@ class LambdaService:
         """Unpack a $LATEST revision, make it the one invocations run, then (optionally) publish it."""
         try:
             with function.code_lock:
+                with self._lock:
+                    deleted = self._functions.get(function.name) is not function
+                if deleted:  # DeleteFunction won the race: leave nothing behind
+                    return
                 unpack(record.config.package, record.code_dir)
             with self._lock:
                 record.state = "Active"
@@ -766,7 +771,11 @@ class LambdaService:
         Call with the lock held."""
         latest = function.latest
         newest = function.versions.get(str(function.last_version))
-        if newest is not None and newest.config == latest.config:
+        # A version's own Description does not count as a change of the function.
+        if (
+            newest is not None
+            and replace(newest.config, description=latest.config.description) == latest.config
+        ):
             return newest, False
         function.last_version += 1
         number = str(function.last_version)
@@ -1580,7 +1589,6 @@ class LambdaService:
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "TZ": ":UTC",
-            "PYTHONUNBUFFERED": "1",
             # No profile from this machine's ~/.aws may steer the handler's boto3 elsewhere.
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -1621,7 +1629,7 @@ class LambdaService:
                     pools = [(name, record, pool) for (name, _), (record, pool) in self._pools.items()]
                     self._retired_pools = [p for p in self._retired_pools if not p.drained()]
                 for name, _record, pool in pools:
-                    pool.reap(IDLE_WORKER_SECONDS)
+                    pool.reap(self.idle_worker_seconds)
                     if pool.provisioned and pool.size() < pool.provisioned:
                         with self._lock:
                             function = self._functions.get(name)

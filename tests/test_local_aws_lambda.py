@@ -57,9 +57,9 @@ def lam(server: LocalAwsServer) -> Any:
 @pytest.fixture(scope="module")
 def role_arn(server: LocalAwsServer) -> str:
     iam = client(server, "iam")
-    return iam.create_role(RoleName="lambda-test-role", AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))[
-        "Role"
-    ]["Arn"]
+    return iam.create_role(
+        RoleName=unique("lambda-test-role"), AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA)
+    )["Role"]["Arn"]
 
 
 def package(source: str, module: str = "app") -> bytes:
@@ -457,7 +457,9 @@ def test_shutdown_kills_every_worker(tmp_path: Any) -> None:
     with LocalAwsServer(tmp_path, service_classes=LAMBDA_ONLY) as own:
         own_lam = client(own, "lambda")
         iam = client(own, "iam")
-        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))["Role"]["Arn"]
+        role = iam.create_role(RoleName=unique("role"), AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))[
+            "Role"
+        ]["Arn"]
         name = create(own_lam, role, ECHO)
         pid = invoke(own_lam, name)[1]["pid"]
         os.kill(pid, 0)  # alive and warm
@@ -468,3 +470,59 @@ def test_shutdown_kills_every_worker(tmp_path: Any) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} outlived the server")
+
+
+def test_moving_a_provisioned_alias_provisions_the_new_version(
+    server: LocalAwsServer, lam: Any, role_arn: str
+) -> None:
+    name = create(lam, role_arn, SLEEP_THEN_PID)
+    first = lam.publish_version(FunctionName=name)["Version"]
+    lam.update_function_configuration(FunctionName=name, Timeout=5)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=FAST_WAIT)
+    second = lam.publish_version(FunctionName=name, Description="the second")["Version"]
+    lam.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=second, WaiterConfig=FAST_WAIT
+    )
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=first)
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=1
+    )
+    assert wait_provisioned_ready(lam, name, "live")["Status"] == "READY"
+
+    lam.update_alias(FunctionName=name, Name="live", FunctionVersion=second)
+    status = wait_provisioned_ready(lam, name, "live")
+
+    assert status["Status"] == "READY" and status["AllocatedProvisionedConcurrentExecutions"] == 1
+    warm = server.app.context.services["lambda"].worker_pids(name, second)
+    assert len(warm) == 1
+    assert invoke(lam, name, Qualifier="live")[1] == warm[0]
+    assert lam.publish_version(FunctionName=name)["Version"] == second  # unchanged since: no new version
+
+
+def test_idle_workers_are_reaped_but_provisioned_ones_stay(tmp_path: Any) -> None:
+    with LocalAwsServer(tmp_path, service_classes=LAMBDA_ONLY) as own:
+        service = own.app.context.services["lambda"]
+        service.idle_worker_seconds = 0.5
+        own_lam = client(own, "lambda")
+        role = client(own, "iam").create_role(
+            RoleName=unique("role"), AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA)
+        )
+        name = create(own_lam, role["Role"]["Arn"], SLEEP_THEN_PID)
+        version = own_lam.publish_version(FunctionName=name)["Version"]
+        own_lam.get_waiter("published_version_active").wait(
+            FunctionName=name, Qualifier=version, WaiterConfig=FAST_WAIT
+        )
+        own_lam.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1
+        )
+        assert wait_provisioned_ready(own_lam, name, version)["Status"] == "READY"
+        on_demand = invoke(own_lam, name)[1]
+        provisioned = service.worker_pids(name, version)
+
+        for _ in range(100):
+            if not service.worker_pids(name, "$LATEST"):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"idle worker {on_demand} was never reaped")
+        assert service.worker_pids(name, version) == provisioned
