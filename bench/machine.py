@@ -1,0 +1,127 @@
+"""What the figures were measured on, and this CPU's measured peak arithmetic rates."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.stats import best_seconds
+
+INTERESTING_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+)
+
+
+def cpu_info() -> dict[str, Any]:
+    model, flags, mhz = platform.processor() or "unknown", set(), None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name":
+                model = value
+            elif key == "flags":
+                flags = set(value.split())
+            elif key == "cpu MHz" and mhz is None:
+                mhz = float(value)
+    return {
+        "model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "reported_mhz": mhz,
+        "flags": [flag for flag in INTERESTING_FLAGS if flag in flags],
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+    from fast_serving import physical_core_count
+
+    return {
+        "cpu": {**cpu_info(), "physical_cores": physical_core_count()},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": {
+            "torch_intra_op": torch.get_num_threads(),
+            "onnxruntime_intra_op": physical_core_count(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def torch_matmul_flops(side: int, dtype_name: str, repeats: int = 5) -> float:
+    """FLOP/s of an n x n x n matmul through PyTorch (oneDNN/MKL): fp32 FMA or bf16 dot-product peak."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    generator = torch.Generator().manual_seed(0)
+    left = torch.randn(side, side, generator=generator).to(dtype)
+    right = torch.randn(side, side, generator=generator).to(dtype)
+    seconds = best_seconds(lambda: torch.mm(left, right), repeats)
+    return 2.0 * side**3 / seconds
+
+
+def onnxruntime_int8_matmul_ops(side: int, repeats: int = 5) -> float:
+    """Integer op/s of u8 x s8 MatMulInteger in onnxruntime: the QGEMM (VNNI) kernels int8 Conv uses."""
+    import onnx
+    import onnxruntime as ort
+    from fast_serving import session_options
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.integers(-128, 127, (side, side), dtype=np.int8), "weights")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["activations", "weights"], ["product"])],
+        "int8_peak",
+        [helper.make_tensor_value_info("activations", TensorProto.UINT8, [side, side])],
+        [helper.make_tensor_value_info("product", TensorProto.INT32, [side, side])],
+        initializer=[weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    session = ort.InferenceSession(
+        model.SerializeToString(), sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
+    onnx.checker.check_model(model)
+    activations = rng.integers(0, 255, (side, side), dtype=np.uint8)
+    seconds = best_seconds(lambda: session.run(None, {"activations": activations}), repeats)
+    return 2.0 * side**3 / seconds
+
+
+@cache
+def measured_peaks(side: int) -> dict[str, float]:
+    """Peak rates as large matmuls reach them on this machine (GFLOP/s, GOP/s for int8)."""
+    return {
+        "fp32_gflops": torch_matmul_flops(side, "fp32") / 1e9,
+        "bf16_gflops": torch_matmul_flops(side, "bf16") / 1e9,
+        "int8_gops": onnxruntime_int8_matmul_ops(side) / 1e9,
+        "matrix_side": side,
+    }
+
+
+def model_flops(model: Any, image_size: int) -> float:
+    """Forward FLOPs of one image (a multiply-add counts 2; "ResNet50 = 4.1 GFLOPs" counts it 1)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    return float(counter.get_total_flops())

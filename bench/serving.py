@@ -1,0 +1,188 @@
+"""Section 1: endpoint handlers (stock vs ours) and model-only latency against the CPU's peak."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import stock_handler
+from bench.artifacts import sample_artifacts
+from bench.config import BenchConfig
+from bench.machine import measured_peaks, model_flops
+from bench.report import Check, Comparison, SectionResult
+from bench.stats import interleaved, summarize
+
+HANDLER_SPEEDUP_TARGET = 4.0
+AGREEMENT_TARGET_PERCENT = 99.0
+CONTENT_TYPE = "image/jpeg"
+ACCEPT = "application/json"
+
+
+def _handler(module: Any, model: Any) -> Callable[[bytes], int]:
+    """JPEG bytes -> the top-1 class index, through input_fn -> predict_fn -> output_fn."""
+
+    def invoke(body: bytes) -> int:
+        response = module.output_fn(module.predict_fn(module.input_fn(body, CONTENT_TYPE), model), ACCEPT)
+        return int(json.loads(response)["predictions"][0]["index"])
+
+    return invoke
+
+
+def handler_section(config: BenchConfig, model_dir: Path, images: list[bytes], result: SectionResult) -> None:
+    import inference
+
+    os.environ[inference.RUNTIME_ENV] = "auto"  # what the endpoint runs by default
+    ours_model = inference.model_fn(str(model_dir))
+    if ours_model.runtime != "onnx-int8":
+        raise RuntimeError(f"inference.model_fn chose {ours_model.runtime}, not the int8 ONNX model")
+    paths = {
+        "stock": _handler(stock_handler, stock_handler.model_fn(model_dir)),
+        "ours": _handler(inference, ours_model),
+    }
+    runs = interleaved(paths, images, config.latency_block)
+    stock, ours = summarize(runs["stock"].seconds), summarize(runs["ours"].seconds)
+    agreeing = sum(a == b for a, b in zip(runs["stock"].outputs, runs["ours"].outputs, strict=True))
+    agreement = 100.0 * agreeing / len(images)
+    size = config.image_size
+    result.details["handler"] = {"stock": stock.as_dict(), "ours": ours.as_dict(), "images": len(images)}
+    labels = {"ours_label": "int8", "baseline_label": "stock"}
+    result.comparisons += [
+        Comparison(
+            f"handler p50 latency, {size} px, batch 1", "ms", ours.p50_ms, stock.p50_ms, "lower", **labels
+        ),
+        Comparison(
+            f"handler p90 latency, {size} px, batch 1", "ms", ours.p90_ms, stock.p90_ms, "lower", **labels
+        ),
+        Comparison(
+            f"handler throughput, {size} px, batch 1",
+            "images/s",
+            ours.per_second,
+            stock.per_second,
+            "higher",
+            target_ratio=HANDLER_SPEEDUP_TARGET,
+            note="sequential requests: 1 / mean handler latency (decode + preprocess + model + JSON)",
+            **labels,
+        ),
+    ]
+    result.checks.append(
+        Check(
+            f"top-1 agreement stock vs int8 ({len(images)} images)",
+            agreement,
+            "%",
+            AGREEMENT_TARGET_PERCENT,
+            at_least=True,
+        )
+    )
+
+
+def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, result: SectionResult) -> None:
+    """Batch-1 forward pass only: eager fp32 vs onnxruntime fp32 vs int8, and FLOP/s over peak."""
+    import torch
+    from fast_serving import OnnxPredictor, export_fp32_onnx
+    from inference import preprocess
+
+    stock = stock_handler.model_fn(model_dir)
+    batch = preprocess(image, config.image_size)[np.newaxis]
+    tensor = torch.from_numpy(batch)
+    int8 = OnnxPredictor(model_dir)
+    with tempfile.TemporaryDirectory(prefix="bench-fp32-") as scratch:
+        (Path(scratch) / "model_config.json").write_bytes((model_dir / "model_config.json").read_bytes())
+        export_fp32_onnx(stock.network, Path(scratch) / "model.fp32.onnx", config.image_size)
+        fp32 = OnnxPredictor(scratch, model_file="model.fp32.onnx")
+
+    def eager(_: int) -> Any:
+        with torch.no_grad():
+            return stock.network(tensor)
+
+    paths = {
+        "eager fp32": eager,
+        "onnx fp32": lambda _: fp32.logits(batch),
+        "onnx int8": lambda _: int8.logits(batch),
+    }
+    runs = interleaved(paths, list(range(config.model_only_rounds)), max(1, config.model_only_rounds // 3))
+    stats = {name: summarize(run.seconds) for name, run in runs.items()}
+    flops = model_flops(stock.network, config.image_size)
+    peaks = measured_peaks(config.peak_matrix_side)
+    peak_by_path = {
+        "eager fp32": peaks["fp32_gflops"],
+        "onnx fp32": peaks["fp32_gflops"],
+        "onnx int8": peaks["int8_gops"],
+    }
+    utilisation = {}
+    for name, stat in stats.items():
+        achieved = flops / (stat.p50_ms / 1000.0) / 1e9
+        utilisation[name] = {
+            "achieved_gflops": achieved,
+            "peak_gflops": peak_by_path[name],
+            "fraction": achieved / peak_by_path[name],
+        }
+    result.details["model_only"] = {name: stat.as_dict() for name, stat in stats.items()}
+    result.details["model_flops_per_image"] = flops
+    result.details["peaks"] = peaks
+    result.details["utilisation"] = utilisation
+    baseline = stats["eager fp32"].p50_ms
+    for name in ("onnx fp32", "onnx int8"):
+        use = utilisation[name]
+        result.comparisons.append(
+            Comparison(
+                f"model-only p50, {name}",
+                "ms",
+                stats[name].p50_ms,
+                baseline,
+                "lower",
+                ours_label=name.split()[-1],
+                baseline_label="eager",
+                note=_utilisation_text(use),
+            )
+        )
+    eager_use = utilisation["eager fp32"]
+    result.notes.append(
+        f"model: {flops / 1e9:.2f} GFLOP/image (multiply-add = 2); eager fp32 reaches "
+        f"{_utilisation_text(eager_use)}; "
+        f"peaks from {peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s (torch), "
+        f"bf16 {peaks['bf16_gflops']:.0f} (torch), int8 {peaks['int8_gops']:.0f} GOP/s (onnxruntime u8s8)"
+    )
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResult:
+    result = SectionResult("serving: endpoint handlers and model-only latency")
+    artifacts = sample_artifacts(config, log)
+    paths = artifacts.evaluation_images()
+    if len(paths) < config.agreement_images:
+        raise RuntimeError(
+            f"need {config.agreement_images} evaluation images, the sample set has {len(paths)}"
+        )
+    images = [path.read_bytes() for path in paths[: config.agreement_images]]
+    result.details["sample_model"] = json.loads((artifacts.model_dir / "model_config.json").read_text())
+    result.details["sample_model"].pop("classes", None)
+    result.details["sample_model"]["test_accuracy"] = _test_accuracy(artifacts.training_log)
+    handler_section(config, artifacts.model_dir, images, result)
+    model_only_section(config, artifacts.model_dir, images[0], result)
+    accuracy = result.details["sample_model"]["test_accuracy"]
+    result.notes.append(
+        f"sample model: train.py, {config.sample_classes} classes, "
+        f"{config.sample_epochs} epochs from random init, "
+        f"test accuracy {accuracy if accuracy is not None else 'unknown'}; "
+        f"requests are {config.sample_image_side} px JPEGs"
+    )
+    return result
+
+
+def _utilisation_text(use: dict[str, float]) -> str:
+    return f"{use['achieved_gflops']:.0f} of {use['peak_gflops']:.0f} G(FL)OP/s peak = {use['fraction']:.0%}"
+
+
+def _test_accuracy(training_log: Path) -> float | None:
+    """train.py's final ``[metrics] ... test_accuracy=X`` line, for context on how trained the model is."""
+    if not training_log.is_file():
+        return None
+    for line in reversed(training_log.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if line.startswith("[metrics]") and "test_accuracy=" in line:
+            return float(line.split("test_accuracy=", 1)[1].split()[0])
+    return None

@@ -1,0 +1,255 @@
+"""Fast CPU serving path: a statically quantized int8 ONNX model and its predictor.
+
+Training calls ``export_int8_onnx`` once, right after the model is saved, so
+``model.tar.gz`` carries ``model.int8.onnx`` beside ``model.pth``. At serving
+time ``inference.model_fn`` loads ``OnnxPredictor`` when that file exists.
+
+Why int8 static QDQ with onnxruntime: the endpoint is an ml.m5.large (2 vCPUs,
+AVX-512 VNNI). VNNI executes u8 x s8 dot products at four times the fp32 FMA
+rate, and onnxruntime fuses the QDQ graph into QLinearConv kernels, which cuts
+ResNet50 batch-1 latency about 3x against onnxruntime fp32 (about 4-5x against
+eager PyTorch). Static (calibrated) activation scales avoid the per-request
+range computation that dynamic quantization pays, and per-channel weight
+scales keep accuracy: ResNet50 convolution filters differ widely in range.
+
+torch, onnx and onnxruntime are imported inside the functions: inference.py
+imports this module in containers where only some of them exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+INT8_MODEL_FILE = "model.int8.onnx"
+MODEL_CONFIG_FILE = "model_config.json"
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+ONNX_OPSET = 18
+
+
+# ---------------------------------------------------------------- export (training side)
+
+
+def export_fp32_onnx(model: torch.nn.Module, onnx_path: str | Path, image_size: int) -> Path:
+    """Export ``model`` (eval mode) to a float32 ONNX file with a dynamic batch dimension.
+
+    The TorchScript-based exporter (``dynamo=False``) is used: for a plain
+    torchvision ResNet it emits one Conv/BatchNormalization/Relu/Add/Gemm
+    graph that onnxruntime folds and quantizes node for node, with no
+    torch.export tracing cost (the dynamo exporter's graph quantizes to the
+    same kernels but takes several times longer to produce).
+    """
+    import torch
+
+    onnx_path = Path(onnx_path)
+    was_training = model.training
+    model.eval()
+    example = torch.zeros(1, 3, image_size, image_size, dtype=torch.float32)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(
+                model,
+                (example,),
+                str(onnx_path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+    return onnx_path
+
+
+class _BatchReader:
+    """onnxruntime ``CalibrationDataReader`` over float32 (N, 3, S, S) batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray], image_size: int):
+        self._batches = iter(batches)
+        self._expected = (3, image_size, image_size)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        array = np.ascontiguousarray(batch, dtype=np.float32)
+        if array.ndim == 3:
+            array = array[np.newaxis]
+        if array.ndim != 4 or tuple(array.shape[1:]) != self._expected:
+            raise ValueError(f"calibration batch must be (N, {self._expected}), got {array.shape}")
+        return {INPUT_NAME: array}
+
+
+def _calibration_reader(batches: Iterable[np.ndarray], image_size: int) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_BatchReader, CalibrationDataReader):
+        pass
+
+    return Reader(batches, image_size)
+
+
+def _split_batches(batches: Iterable[np.ndarray], max_rows: int) -> Iterator[np.ndarray]:
+    """Re-chunk calibration data so onnxruntime never holds one huge batch of activations."""
+    for batch in batches:
+        array = np.asarray(batch, dtype=np.float32)
+        if array.ndim == 3:
+            array = array[np.newaxis]
+        for start in range(0, array.shape[0], max_rows):
+            yield array[start : start + max_rows]
+
+
+def export_int8_onnx(
+    model: torch.nn.Module,
+    calibration_batches: Iterable[np.ndarray],
+    model_dir: str | Path,
+    image_size: int,
+) -> Path:
+    """Export, pre-process and statically quantize ``model`` into ``model_dir/model.int8.onnx``.
+
+    Calibration: MinMax over the given preprocessed training images. With
+    ~100 images MinMax is both the cheapest method and the one that never
+    clips a real activation; ResNet activations are post-ReLU and bounded,
+    so the wider range costs little resolution, and per-channel weights carry
+    most of the accuracy. (Entropy/Percentile clip tails, which helps
+    heavy-tailed activations but needs more data than a training job's
+    calibration budget to estimate stably.)
+
+    Formats: activations uint8, weights int8 symmetric per channel, QDQ.
+    u8 x s8 is the VNNI ``vpdpbusd`` form, and with VNNI there is no
+    saturation risk, so ``reduce_range`` stays off.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    output_path = model_dir / INT8_MODEL_FILE
+    with tempfile.TemporaryDirectory(prefix="int8-export-") as scratch:
+        fp32_path = export_fp32_onnx(model, Path(scratch) / "model.fp32.onnx", image_size)
+        prepared_path = Path(scratch) / "model.prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=False)
+        partial_path = Path(scratch) / INT8_MODEL_FILE
+        quantize_static(
+            str(prepared_path),
+            str(partial_path),
+            _calibration_reader(_split_batches(calibration_batches, max_rows=16), image_size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+        # Move into place only when complete: a half-written file would be served.
+        os.replace(partial_path, output_path)
+    logger.info("wrote %s (%.1f MB)", output_path, output_path.stat().st_size / 1e6)
+    return output_path
+
+
+# ---------------------------------------------------------------- serving
+
+
+def physical_core_count() -> int:
+    """Physical cores this process may run on (hyperthread siblings counted once).
+
+    On ml.m5.large the 2 vCPUs are one core's two hyperthreads; two compute
+    threads there fight for the same FMA units, so one intra-op thread is
+    as fast and leaves the sibling for request handling.
+    """
+    cpus = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def session_options(intra_op_threads: int | None = None) -> Any:
+    """onnxruntime options for one model on a small CPU instance, batch-1 latency first."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # ResNet is a chain: no inter-op parallelism
+    options.intra_op_num_threads = intra_op_threads or physical_core_count()
+    options.inter_op_num_threads = 1
+    # Reuse buffers across requests: the arena keeps allocations, memory patterns
+    # plan them once per input shape, so steady-state requests allocate nothing.
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = True
+    return options
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+
+
+class OnnxPredictor:
+    """Serves ``model.int8.onnx`` with onnxruntime; same interface as inference's TorchPredictor."""
+
+    runtime = "onnx-int8"
+
+    def __init__(
+        self, model_dir: str | Path, model_file: str = INT8_MODEL_FILE, intra_op_threads: int | None = None
+    ):
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        with open(model_dir / MODEL_CONFIG_FILE, encoding="utf-8") as handle:
+            config = json.load(handle)
+        self.classes: list[str] = list(config["classes"])
+        self.image_size: int = int(config["image_size"])
+        self.num_classes: int = int(config["num_classes"])
+        if len(self.classes) != self.num_classes:
+            raise ValueError(
+                f"{MODEL_CONFIG_FILE} lists {len(self.classes)} classes but num_classes={self.num_classes}"
+            )
+        self._session = ort.InferenceSession(
+            str(model_dir / model_file),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+        self._input_name = self._session.get_inputs()[0].name
+        outputs = self._session.get_outputs()[0].shape
+        if outputs[-1] != self.num_classes:
+            raise ValueError(
+                f"{model_file} outputs {outputs[-1]} classes, {MODEL_CONFIG_FILE} says {self.num_classes}"
+            )
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        expected = (3, self.image_size, self.image_size)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise ValueError(f"batch must be (N, {', '.join(map(str, expected))}), got {batch.shape}")
+        inputs = np.ascontiguousarray(batch, dtype=np.float32)
+        return self._session.run(None, {self._input_name: inputs})[0]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(batch))

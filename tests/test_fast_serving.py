@@ -1,0 +1,117 @@
+"""fast_serving: the int8 ONNX export and its predictor, on a small ResNet50."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import fast_serving
+import numpy as np
+import onnx
+import pytest
+import torch
+from torchvision.models import resnet50
+
+IMAGE_SIZE = 64
+CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita"]
+
+pytestmark = pytest.mark.slow
+
+
+def calibration_images(count: int, seed: int) -> np.ndarray:
+    """Smooth random images in the normalized range, like preprocessed photos (not white noise)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.standard_normal((count, 3, IMAGE_SIZE // 8, IMAGE_SIZE // 8)).astype(np.float32)
+    return np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
+
+
+@pytest.fixture(scope="module")
+def network() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return resnet50(weights=None, num_classes=len(CLASSES)).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, network) -> Path:
+    directory = tmp_path_factory.mktemp("int8")
+    config = {"classes": CLASSES, "image_size": IMAGE_SIZE, "num_classes": len(CLASSES)}
+    (directory / "model_config.json").write_text(json.dumps(config))
+    batches = (calibration_images(8, seed) for seed in range(4))
+    written = fast_serving.export_int8_onnx(network, batches, directory, IMAGE_SIZE)
+    assert written == directory / fast_serving.INT8_MODEL_FILE
+    return directory
+
+
+def test_export_writes_a_static_qdq_model_with_per_channel_weights(model_dir: Path) -> None:
+    model = onnx.load(str(model_dir / fast_serving.INT8_MODEL_FILE))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Conv") == 53 and "BatchNormalization" not in ops
+    assert ops.count("QuantizeLinear") > 50 and ops.count("DequantizeLinear") > 100
+    per_channel = [
+        node
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear" and any(a.name == "axis" for a in node.attribute)
+    ]
+    assert len(per_channel) >= 53  # every convolution's weights carry one scale per output channel
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value
+    assert not list((model_dir).glob("*.fp32.onnx")), "intermediate files must not be left in the model dir"
+
+
+def test_predictor_returns_probabilities_for_any_batch_size(model_dir: Path) -> None:
+    predictor = fast_serving.OnnxPredictor(model_dir)
+    assert predictor.runtime == "onnx-int8"
+    assert predictor.classes == CLASSES and predictor.image_size == IMAGE_SIZE
+    batch = calibration_images(3, seed=10)
+    together = predictor.predict(batch)
+    assert together.shape == (3, len(CLASSES)) and together.dtype == np.float32
+    np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-5)
+    one_by_one = np.concatenate([predictor.predict(batch[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_int8_logits_track_the_float_model(model_dir: Path, network: torch.nn.Module) -> None:
+    batch = calibration_images(6, seed=20)
+    int8_logits = fast_serving.OnnxPredictor(model_dir).logits(batch)
+    with torch.no_grad():
+        float_logits = network(torch.from_numpy(batch)).numpy()
+    for quantized, reference in zip(int8_logits, float_logits, strict=True):
+        assert np.corrcoef(quantized, reference)[0, 1] > 0.9
+
+
+def test_predictor_rejects_wrong_input_shapes(model_dir: Path) -> None:
+    predictor = fast_serving.OnnxPredictor(model_dir)
+    with pytest.raises(ValueError, match="batch must be"):
+        predictor.predict(np.zeros((3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32))
+    with pytest.raises(ValueError, match="batch must be"):
+        predictor.predict(np.zeros((1, 3, IMAGE_SIZE + 1, IMAGE_SIZE), dtype=np.float32))
+
+
+def test_predictor_refuses_a_config_that_disagrees_with_the_model(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / fast_serving.INT8_MODEL_FILE).write_bytes(
+        (model_dir / fast_serving.INT8_MODEL_FILE).read_bytes()
+    )
+    config = {"classes": [*CLASSES, "005.Alaskan_malamute"], "image_size": IMAGE_SIZE, "num_classes": 5}
+    (tmp_path / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="outputs 4 classes"):
+        fast_serving.OnnxPredictor(tmp_path)
+
+
+def test_inference_model_fn_serves_the_int8_model_when_asked(model_dir: Path, monkeypatch) -> None:
+    import inference
+
+    monkeypatch.setenv(inference.RUNTIME_ENV, "onnx")
+    predictor = inference.model_fn(str(model_dir))
+    assert predictor.runtime == "onnx-int8"
+
+
+def test_session_threads_follow_physical_cores() -> None:
+    cores = fast_serving.physical_core_count()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert fast_serving.session_options().intra_op_num_threads == cores
+
+
+def test_softmax_is_stable_for_large_logits() -> None:
+    probabilities = fast_serving.softmax(np.array([[1000.0, 1000.0, -1000.0]], dtype=np.float32))
+    np.testing.assert_allclose(probabilities, [[0.5, 0.5, 0.0]], atol=1e-6)
