@@ -261,6 +261,21 @@ def required(body: dict[str, Any], key: str) -> Any:
     return body[key]
 
 
+def structure(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """An optional JSON object member; anything but an object is the caller's mistake."""
+    value = body.get(key) or {}
+    if not isinstance(value, dict):
+        raise invalid_parameter(f"{key} must be an object, not {value!r}.")
+    return value
+
+
+def architectures(body: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    value = body.get("Architectures") or list(default)
+    if not isinstance(value, list) or len(value) != 1 or value[0] not in ("x86_64", "arm64"):
+        raise invalid_parameter(f"Architectures must be ['x86_64'] or ['arm64'], not {value!r}.")
+    return tuple(value)
+
+
 def integer_in(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid_parameter(f"{name} must be an integer, not {value!r}.")
@@ -326,6 +341,7 @@ def unpack(package: Path, destination: Path) -> None:
         return
     staging = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
     with zipfile.ZipFile(package) as archive:
+        staging.mkdir(parents=True)  # an empty zip is still a (useless) package
         archive.extractall(staging)
         for member in archive.infolist():  # keep the executable bits the zip carries
             mode = (member.external_attr >> 16) & 0o777
@@ -627,7 +643,7 @@ class LambdaService:
 
     @staticmethod
     def _environment(body: dict[str, Any]) -> dict[str, str]:
-        variables = (body.get("Environment") or {}).get("Variables") or {}
+        variables = structure(body, "Environment").get("Variables") or {}
         if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
             raise invalid_parameter("Environment.Variables must map names to strings.")
         reserved = sorted(set(variables) & RESERVED_ENVIRONMENT_KEYS)
@@ -808,7 +824,7 @@ class LambdaService:
         if not isinstance(tags, dict):
             raise invalid_parameter("Tags must map keys to values.")
         directory = self.root / name
-        package, sha, size = self._package(directory, body.get("Code") or {})
+        package, sha, size = self._package(directory, structure(body, "Code"))
         config = CodeConfig(
             runtime=body["Runtime"],
             handler=body["Handler"],
@@ -820,9 +836,9 @@ class LambdaService:
             code_size=size,
             package=package,
             description=body.get("Description", ""),
-            architectures=tuple(body.get("Architectures") or ("x86_64",)),
+            architectures=architectures(body, ("x86_64",)),
             ephemeral_storage=integer_in(
-                (body.get("EphemeralStorage") or {}).get("Size", 512), "EphemeralStorage.Size", 512, 10240
+                structure(body, "EphemeralStorage").get("Size", 512), "EphemeralStorage.Size", 512, 10240
             ),
             echoed={key: body[key] for key in ECHOED_FIELDS if body.get(key)},
         )
@@ -938,7 +954,7 @@ class LambdaService:
                 code_sha256=sha,
                 code_size=size,
                 package=package,
-                architectures=tuple(body.get("Architectures") or function.latest.config.architectures),
+                architectures=architectures(body, function.latest.config.architectures),
             )
             latest = self._begin_update(function, config)
             published = self._publish(function, None)[0] if body.get("Publish") else None
@@ -974,7 +990,7 @@ class LambdaService:
         if "Description" in body:
             changes["description"] = str(body["Description"])
         if "EphemeralStorage" in body:
-            size = (body["EphemeralStorage"] or {}).get("Size", 512)
+            size = structure(body, "EphemeralStorage").get("Size", 512)
             changes["ephemeral_storage"] = integer_in(size, "EphemeralStorage.Size", 512, 10240)
         echoed = {key: body[key] for key in ECHOED_FIELDS if key in body}
         if echoed:
@@ -1035,7 +1051,7 @@ class LambdaService:
         return version
 
     def _routing(self, function: Function, primary: str, routing: Any) -> dict[str, float]:
-        weights = (routing or {}).get("AdditionalVersionWeights") or {}
+        weights = structure({"RoutingConfig": routing}, "RoutingConfig").get("AdditionalVersionWeights") or {}
         if not isinstance(weights, dict) or len(weights) > 1:
             raise invalid_parameter("RoutingConfig.AdditionalVersionWeights takes at most one version.")
         for version, weight in weights.items():
