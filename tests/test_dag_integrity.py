@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_no_import_errors_and_dag_present(dagbag):
 def test_tasks_run_in_the_designed_order_without_cycles(dag):
     ids = set(dag.task_dict)
     assert ids == set(ORDER)
-    for before, after in zip(ORDER, ORDER[1:], strict=False):
+    for before, after in itertools.pairwise(ORDER):
         assert before in dag.task_dict[after].get_flat_relative_ids(upstream=True), f"{before} !< {after}"
     assert dag.task_dict["check_dataset"].upstream_task_ids == set()
     assert dag.task_dict["smoke_test"].downstream_task_ids == set()
