@@ -789,13 +789,10 @@ class JobRunner:
     # -- training --------------------------------------------------------------------------
     def _train(self) -> None:
         master_port = free_port()
-        threads = self.service.reserve_cpus(len(self.layouts))
-        try:
-            for layout, stream in zip(self.layouts, self.streams, strict=True):
-                self.processes.append(self._launch(layout, stream, master_port, threads))
-            self._wait_for_processes()
-        finally:
-            self.service.release_cpus(len(self.layouts))
+        threads = self.service.fair_thread_count()
+        for layout, stream in zip(self.layouts, self.streams, strict=True):
+            self.processes.append(self._launch(layout, stream, master_port, threads))
+        self._wait_for_processes()
 
     def _launch(self, layout: HostLayout, stream: LogStream, master_port: int, threads: int) -> HostProcess:
         request = self.job.request
@@ -1054,8 +1051,6 @@ class TrainingService:
         self.jobs: dict[str, TrainingJob] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
-        self._cpu_lock = threading.Lock()
-        self._running_processes = 0
         self._closed = False
 
     def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
@@ -1160,15 +1155,11 @@ class TrainingService:
                 job.transition("Stopping", "Stopping the training job", status="Stopping")
             job.stop_requested.set()
 
-    def reserve_cpus(self, processes: int) -> int:
-        """A fair share of this machine's cores for each of ``processes`` new processes."""
-        with self._cpu_lock:
-            self._running_processes += processes
-            return max(1, (os.cpu_count() or 1) // self._running_processes)
-
-    def release_cpus(self, processes: int) -> None:
-        with self._cpu_lock:
-            self._running_processes -= processes
+    def fair_thread_count(self) -> int:
+        """This machine's cores shared among the processes of every unfinished job (one per instance)."""
+        with self._lock:
+            processes = sum(job.instance_count for job in self.jobs.values() if not job.is_terminal)
+        return max(1, (os.cpu_count() or 1) // max(1, processes))
 
     def shutdown(self) -> None:
         with self._lock:

@@ -439,3 +439,53 @@ def test_list_training_jobs_filters_sorts_and_pages(local_aws):
     assert [s["TrainingJobName"] for s in first_page["TrainingJobSummaries"]] == ["other", "list-c", "list-b"]
     assert [s["TrainingJobName"] for s in second_page["TrainingJobSummaries"]] == ["list-a"]
     assert "NextToken" not in second_page
+
+
+@pytest.mark.slow
+def test_real_train_py_trains_data_parallel_on_two_instances(local_aws, tmp_path):
+    """model_scripts/train.py, tiny: two processes meet through torch.distributed (gloo) and train."""
+    from pathlib import Path
+
+    import sample_data
+
+    from dog_breed.metrics import METRIC_DEFINITIONS
+
+    sagemaker, s3 = client(local_aws, "sagemaker"), client(local_aws, "s3")
+    dataset = sample_data.generate(tmp_path / "dogs", classes=2, per_class_train=4, size=32, per_class_eval=2)
+    for path in sorted(p for p in dataset.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), BUCKET, f"dogs/{path.relative_to(dataset).as_posix()}")
+    scripts = Path(sample_data.__file__).parent
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for script in sorted(scripts.glob("*.py")):
+            archive.add(script, arcname=script.name)
+    s3.put_object(Bucket=BUCKET, Key="code/real/sourcedir.tar.gz", Body=buffer.getvalue())
+    hyperparameters = {
+        "epochs": "1",
+        "batch-size": "4",
+        "image-size": "32",
+        "pretrained": "false",
+        "export-onnx": "false",
+        "workers": "0",
+    }
+    request = training_request(
+        "real-ddp", f"s3://{BUCKET}/code/real/sourcedir.tar.gz", hyperparameters, instance_count=2
+    )
+    request["AlgorithmSpecification"]["MetricDefinitions"] = METRIC_DEFINITIONS
+    request["InputDataConfig"] = [
+        {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/dogs/{channel}/"}
+            },
+        }
+        for channel in ("train", "valid", "test")
+    ]
+    sagemaker.create_training_job(**request)
+
+    description = wait_for_training(sagemaker, "real-ddp", timeout=600)
+
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    metrics = {m["MetricName"] for m in description["FinalMetricDataList"]}
+    assert {"train:loss", "valid:accuracy", "test:accuracy"} <= metrics
+    assert "model.pth" in read_model_tar(s3, description["ModelArtifacts"]["S3ModelArtifacts"])

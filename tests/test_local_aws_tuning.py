@@ -211,8 +211,8 @@ def test_early_stopping_stops_clearly_bad_trials(local_aws):
         # Only a trial below the median of the finished ones is stopped, and it is stopped early.
         assert len(earlier) >= 2
         assert lr < sorted(float(t["TunedHyperParameters"]["lr"]) for t in earlier)[len(earlier) // 2]
-        seconds = (trial["TrainingEndTime"] - trial["TrainingStartTime"]).total_seconds()
-        assert seconds < 6 * 0.25
+        final_level = lr * 0.5 + 0.1  # what OBJECTIVE_SCRIPT reaches at its last epoch
+        assert trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] < final_level - 1e-6
     assert description["BestTrainingJob"]["TrainingJobStatus"] == "Completed"
 
 
