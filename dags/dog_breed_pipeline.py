@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
+from airflow.configuration import conf
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from dog_breed import tasks
@@ -28,10 +29,12 @@ from dog_breed.params import AWS_CONN_ID, DEFAULT_DATASET_URI, PARAM_SPECS
 
 DOG_IMAGES = Asset(DEFAULT_DATASET_URI)
 HOUR = 3600
+# How often waits poll SageMaker: real jobs take minutes to hours, local_aws runs take
+# seconds; set AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS to change it.
+POLL_S = conf.getint("dog_breed", "poll_interval_seconds", fallback=60)
 # Waits outlast SageMaker's own StoppingCondition (at most 24 h per job), so SageMaker decides.
 TRAINING_WAIT_S = 26 * HOUR
-TRAINING_CHECK_INTERVAL_S = 60
-TUNING_CHECK_INTERVAL_S = 180  # the tuning trigger polls at most 480 times: 24 h
+TUNING_CHECK_INTERVAL_S = 3 * POLL_S  # the tuning trigger polls at most 480 times: 24 h at 180 s
 ENDPOINT_WAIT_S = 2 * HOUR
 
 aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
@@ -70,8 +73,8 @@ def dog_breed_pipeline():
     train = ResumableSageMakerTrainingOperator(
         task_id="train",
         config=training_config,
-        check_interval=TRAINING_CHECK_INTERVAL_S,
-        max_attempts=TRAINING_WAIT_S // TRAINING_CHECK_INTERVAL_S,
+        check_interval=POLL_S,
+        max_attempts=TRAINING_WAIT_S // POLL_S,
         max_ingestion_time=TRAINING_WAIT_S,
         **aws,
     )
@@ -90,7 +93,7 @@ def dog_breed_pipeline():
         task_id="deploy_endpoint",
         config=requests["endpoint"],
         operation="create",  # falls back to update when the endpoint exists
-        check_interval=30,
+        check_interval=POLL_S,
         max_ingestion_time=ENDPOINT_WAIT_S,
         **aws,
     )

@@ -179,7 +179,10 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
             self.log.info("Endpoint %s is %s towards %s; waiting.", endpoint, status, wanted)
             self.hook.get_waiter("endpoint_in_service").wait(
                 EndpointName=endpoint,
-                WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
+                WaiterConfig={
+                    "Delay": self.check_interval,
+                    "MaxAttempts": max(1, self.max_ingestion_time // self.check_interval),
+                },
             )
         elif status != "InService":
             return super().execute(context)
