@@ -528,6 +528,12 @@ def validate_training_request(request: dict[str, Any]) -> dict[str, Any]:
     stopping.setdefault("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_SECONDS)
     if not isinstance(stopping["MaxRuntimeInSeconds"], int) or stopping["MaxRuntimeInSeconds"] < 1:
         raise validation_error("StoppingCondition.MaxRuntimeInSeconds must be an integer >= 1.")
+    if request.get("EnableManagedSpotTraining"):
+        max_wait = stopping.get("MaxWaitTimeInSeconds")
+        if not isinstance(max_wait, int) or max_wait < stopping["MaxRuntimeInSeconds"]:
+            raise validation_error(
+                "Managed spot training needs StoppingCondition.MaxWaitTimeInSeconds >= MaxRuntimeInSeconds."
+            )
     resources = {"VolumeSizeInGB": 30, **resources, "InstanceCount": count}
     return {**request, "StoppingCondition": stopping, "ResourceConfig": resources}
 
