@@ -60,6 +60,8 @@ TINY_PROFILE: dict[str, Any] = {
     "batch_sizes": [16],
     "epochs": 2,
     "accuracy_threshold": 0.0,
+    # A tiny model's accuracy is noise: let the retraining run replace it either way.
+    "champion_tolerance": 1.0,
     "smoke_test_images": 3,
 }
 SAMPLE_DATA = {

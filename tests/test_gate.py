@@ -27,6 +27,21 @@ def test_decide(challenger, threshold, champion, deploy):
     assert f"{challenger:.4f}" in decision.reason
 
 
+@pytest.mark.parametrize(
+    ("challenger", "champion", "tolerance", "deploy"),
+    [
+        (0.82, 0.85, 0.05, True),  # within the tolerance
+        (0.79, 0.85, 0.05, False),  # beyond it
+        (0.82, 0.85, 0.0, False),  # no tolerance: strictly not worse
+    ],
+)
+def test_decide_with_tolerance_for_the_champion(challenger, champion, tolerance, deploy):
+    decision = gate.decide(challenger, 0.5, champion, tolerance=tolerance)
+    assert decision.deploy is deploy
+    if not deploy:
+        assert f"{champion:.4f}" in decision.reason
+
+
 def test_final_metric_reads_test_accuracy_or_says_what_is_missing():
     job = {"TrainingJobName": "j", "FinalMetricDataList": [{"MetricName": "test:accuracy", "Value": 0.5}]}
     assert gate.final_metric(job) == 0.5

@@ -30,8 +30,14 @@ class GateDecision:
         return asdict(self)
 
 
-def decide(challenger_accuracy: float, threshold: float, champion_accuracy: float | None) -> GateDecision:
-    """Deploy when the challenger reaches the threshold and is not worse than the champion."""
+def decide(
+    challenger_accuracy: float,
+    threshold: float,
+    champion_accuracy: float | None,
+    tolerance: float = 0.0,
+) -> GateDecision:
+    """Deploy when the challenger reaches the threshold and is not worse than the champion
+    by more than ``tolerance`` (a retrained model on fresher data may be worth a small dip)."""
     args = {
         "challenger_accuracy": challenger_accuracy,
         "champion_accuracy": champion_accuracy,
@@ -41,10 +47,11 @@ def decide(challenger_accuracy: float, threshold: float, champion_accuracy: floa
         return GateDecision(
             False, f"test accuracy {challenger_accuracy:.4f} is below the threshold {threshold:.4f}", **args
         )
-    if champion_accuracy is not None and challenger_accuracy < champion_accuracy:
+    if champion_accuracy is not None and challenger_accuracy < champion_accuracy - tolerance:
         return GateDecision(
             False,
-            f"test accuracy {challenger_accuracy:.4f} is below the live model's {champion_accuracy:.4f}",
+            f"test accuracy {challenger_accuracy:.4f} is below the live model's {champion_accuracy:.4f}"
+            + (f" minus the tolerance {tolerance:.4f}" if tolerance else ""),
             **args,
         )
     against = "no live model" if champion_accuracy is None else f"live model {champion_accuracy:.4f}"

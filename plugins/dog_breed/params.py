@@ -107,6 +107,13 @@ PARAM_SPECS: dict[str, dict[str, Any]] = {
     "accuracy_threshold": _spec(
         0.7, "Deploy only if test accuracy reaches this.", type="number", minimum=0, maximum=1
     ),
+    "champion_tolerance": _spec(
+        0.0,
+        "Deploy a model whose test accuracy is at most this much below the live model's.",
+        type="number",
+        minimum=0,
+        maximum=1,
+    ),
     "autoscaling_min_capacity": _spec(
         1, "Endpoint instances, at least.", type="integer", minimum=1, maximum=20
     ),
@@ -175,6 +182,7 @@ class PipelineSettings:
     debugger_tensor_rules: bool
     training_max_runtime_hours: int
     accuracy_threshold: float
+    champion_tolerance: float
     autoscaling_min_capacity: int
     autoscaling_max_capacity: int
     autoscaling_target_invocations: int

@@ -146,7 +146,12 @@ def quality_gate(training: dict, params: dict | None = None) -> dict[str, Any]:
         if endpoint
         else {}
     )
-    decision = gate.decide(challenger, settings.accuracy_threshold, gate.champion_accuracy(live_tags))
+    decision = gate.decide(
+        challenger,
+        settings.accuracy_threshold,
+        gate.champion_accuracy(live_tags),
+        tolerance=settings.champion_tolerance,
+    )
     if not decision.deploy:
         log.warning("Not deploying: %s", decision.reason)
         raise AirflowSkipException(f"quality gate: {decision.reason}")
