@@ -51,6 +51,13 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("triggerer", ("triggerer",)),
 )
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+# Like compose's `restart: always`, but bounded so a component that cannot start fails loudly.
+MAX_RESTARTS = 3
+# Imported by every component through [database] sql_alchemy_connect_args: several processes
+# write one SQLite file, so wait for a lock (and use WAL, set after migrating) instead of failing
+# at sqlite3's default 5 s.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+SQLITE_CONNECT_ARGS_PATH = "local_aws.airflow_stack.SQLITE_CONNECT_ARGS"
 
 
 def free_port() -> int:
@@ -126,6 +133,8 @@ class AirflowStack:
         self.env: dict[str, str] = {}
         self.log_dir = self.home / "stack-logs"
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[str, ...]] = {}
+        self.restarts: dict[str, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 600) -> AirflowStack:
@@ -143,6 +152,7 @@ class AirflowStack:
                 seed_sample_dataset(self.aws.url, self.home / "sample_data", profile=self.sample_profile)
             self.env = self._environment(stack_secrets, passwords_file)
             airflow(["db", "migrate"], self.env, timeout=600, log_path=self.log_dir / "db-migrate.log")
+            _use_write_ahead_log(self.home / "airflow.db")
             for name, command in (*COMPONENTS, ("api-server", self._api_server_command())):
                 self._spawn(name, command)
             self._wait_healthy(deadline)
@@ -184,8 +194,9 @@ class AirflowStack:
 
     def _environment(self, stack_secrets: StackSecrets, passwords_file: Path) -> dict[str, str]:
         assert self.aws is not None
+        base = airflow_environment(self.home, self.aws.url)
         return {
-            **airflow_environment(self.home, self.aws.url),
+            **base,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets.fernet_key,
@@ -198,6 +209,9 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__SECRET_KEY": stack_secrets.api_secret_key,
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets.jwt_secret,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": SQLITE_CONNECT_ARGS_PATH,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": SQLITE_CONNECT_ARGS_PATH,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), base["PYTHONPATH"]]),
             # New DAG files show up within seconds instead of the default minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -207,6 +221,7 @@ class AirflowStack:
         return ("api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
 
     def _spawn(self, name: str, command: tuple[str, ...]) -> None:
+        self._commands[name] = command
         log = (self.log_dir / f"{name}.log").open("ab")
         executable = str(Path(sys.executable).with_name("airflow"))
         self._processes[name] = subprocess.Popen(
@@ -238,11 +253,19 @@ class AirflowStack:
         raise TimeoutError(f"Airflow stack not healthy in time: {last}; logs in {self.log_dir}")
 
     def check_alive(self) -> None:
-        """Raise with the log's tail if a component has exited."""
-        for name, process in self._processes.items():
-            if process.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"airflow {name} exited with {process.returncode}:\n{tail}")
+        """Restart a component that exited; raise with its log's tail once it used up its restarts."""
+        for name, process in list(self._processes.items()):
+            if process.poll() is None:
+                continue
+            tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+            if self.restarts.get(name, 0) >= MAX_RESTARTS:
+                raise RuntimeError(
+                    f"airflow {name} exited with {process.returncode} {MAX_RESTARTS + 1} times:\n{tail}"
+                )
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            print(f"airflow {name} exited with {process.returncode}; restarting", file=sys.stderr, flush=True)
+            _signal_group(process, signal.SIGKILL)  # its leftover children
+            self._spawn(name, self._commands[name])
 
     # -- REST API ---------------------------------------------------------------------------
     def token(self) -> str:
@@ -303,6 +326,14 @@ class AirflowStack:
         )
 
 
+def _use_write_ahead_log(database: Path) -> None:
+    """WAL lets the API read while the scheduler writes; the mode is stored in the file itself."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
@@ -316,6 +347,10 @@ def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     print(f"starting Airflow in {stack.home} (logs in {stack.log_dir}) ...", flush=True)
     with stack:
+        try:
+            stack.wait_for_dag(DAG_ID, timeout=300)
+        except (RuntimeError, TimeoutError) as error:  # keep serving: the UI shows the import error too
+            print(f"warning: {error}", flush=True)
         print(f"ready in {time.monotonic() - started:.0f} s", flush=True)
         print(stack.banner(), flush=True)
         while not stop.wait(5):
