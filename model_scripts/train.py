@@ -214,6 +214,13 @@ def init_distributed(cluster: Cluster) -> None:
     )
 
 
+def broadcast_buffers(model: nn.Module, cluster: Cluster) -> None:
+    """Give every rank rank 0's BatchNorm statistics (each rank's last forward updated its own)."""
+    if cluster.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_sum(values: list[float], cluster: Cluster) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=cluster.device)
     if cluster.distributed:
@@ -686,6 +693,7 @@ def run(args: argparse.Namespace, cluster: Cluster) -> dict[str, float]:
             training_model, train_loader, criterion, optimizer, scheduler, scaler, precision, cluster
         )
         images_per_sec = seen * cluster.world_size / (time.perf_counter() - started)
+        broadcast_buffers(model, cluster)
         _set_hook_mode(hook, training=False)
         # The unwrapped model: DDP's forward would sync buffers, and ranks' eval shards differ in size.
         valid_loss, valid_accuracy = evaluate(model, valid_loader, precision, cluster)

@@ -1,0 +1,83 @@
+"""Two local "hosts" train one model together with DistributedDataParallel over 127.0.0.1 (gloo)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import TRAIN_SCRIPT, tiny_train_argv, train_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+HOSTS = '["algo-1","algo-2"]'
+TRAIN_IMAGES = 4 * 24  # sample_dataset_dir: 4 classes x 24 training images
+FINGERPRINT = re.compile(
+    r"rank=(\d) world_size=(\d) trained_images_last_epoch_this_rank=(\d+) weights_sha256=(\w+)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_one_model(sample_dataset_dir, tmp_path):
+    port = str(free_port())
+    processes = []
+    for host in ("algo-1", "algo-2"):
+        root = tmp_path / host
+        argv = tiny_train_argv(
+            sample_dataset_dir,
+            root / "model",
+            root / "checkpoints",
+            root / "output",
+            epochs=1,
+            batch_size=8,
+            export_onnx="false",
+        )
+        env = train_env(
+            SM_HOSTS=HOSTS,
+            SM_CURRENT_HOST=host,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            OMP_NUM_THREADS="1",
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(TRAIN_SCRIPT), *argv],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=480)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-4000:]
+
+    ranks = {}
+    for output in outputs:
+        assert "backend=gloo world_size=2" in output
+        rank, world_size, images, fingerprint = FINGERPRINT.search(output).groups()
+        ranks[int(rank)] = (int(world_size), int(images), fingerprint)
+    assert set(ranks) == {0, 1}
+    assert all(world_size == 2 for world_size, _, _ in ranks.values())
+    # DistributedSampler gave each rank half the data...
+    assert [images for _, images, _ in ranks.values()] == [TRAIN_IMAGES // 2] * 2
+    # ...and all-reduced gradients kept the two replicas identical.
+    assert ranks[0][2] == ranks[1][2]
+    # Rank 0 alone reports and saves.
+    assert "[metrics] best_valid_accuracy=" in outputs[0] and "[metrics]" not in outputs[1]
+    assert (tmp_path / "algo-1" / "model" / "model.pth").is_file()
+    assert not (tmp_path / "algo-2" / "model").exists()
