@@ -27,6 +27,9 @@ SECRET_VARIABLES = (
 )
 
 
+DEFAULT_AIRFLOW_UID = 50000
+
+
 def fernet_key() -> str:
     """What ``cryptography.fernet.Fernet.generate_key()`` returns, so `make env` needs only the stdlib."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
@@ -35,8 +38,9 @@ def fernet_key() -> str:
 def generate_values(uid: int) -> dict[str, str]:
     """Every variable the compose file needs, with freshly generated secrets."""
     return {
-        # Files written into the mounted logs/ folder belong to the host user.
-        "AIRFLOW_UID": str(uid),
+        # Files written into the mounted logs/ folder belong to the host user; never run Airflow as
+        # root in the containers (root on the host gets the image's default airflow user).
+        "AIRFLOW_UID": str(uid or DEFAULT_AIRFLOW_UID),
         "AIRFLOW_FERNET_KEY": fernet_key(),
         "AIRFLOW_API_SECRET_KEY": secrets.token_urlsafe(32),
         "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(48),

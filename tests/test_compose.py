@@ -7,6 +7,7 @@ for the forms this file uses. ``docker compose config`` runs too when a compose 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -217,6 +218,7 @@ def test_make_env_writes_fresh_private_secrets(tmp_path: Path) -> None:
     for name in SECRET_VARIABLES:
         assert values[0][name] and values[0][name] != values[1][name], name
     Fernet(values[0]["AIRFLOW_FERNET_KEY"].encode())  # a valid key
+    assert int(values[0]["AIRFLOW_UID"]) == (os.getuid() or 50000)
     before = first.read_text()
     assert not write_env_file(first)  # kept: its key encrypts data already stored
     assert first.read_text() == before
