@@ -133,8 +133,8 @@ def _from_proxy(event: dict[str, Any]) -> EndpointRequest:
     media_type = _media_type(content_type)
     raw = _decode_base64(body, "body") if event.get("isBase64Encoded") else None
     if media_type == "application/json":
-        text = raw.decode("utf-8", errors="strict") if raw is not None else body
         try:
+            text = raw.decode("utf-8", errors="strict") if raw is not None else body
             return _from_fields(json.loads(text))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise BadRequest(f"body is not valid JSON: {error}") from error
