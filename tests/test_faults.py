@@ -1,0 +1,205 @@
+"""Faults: a failing smoke test rolls the endpoint back without a failed request, and a
+local_aws restart under a waiting task ends the wait with a clear error instead of a hang.
+
+(The injected training failure needs a whole DAG run and lives in tests/test_reruns.py,
+which already pays for one.)
+"""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from bad_input_corpus import good_jpeg
+from served_model import FAST_WAIT, ServedModel, client, create_endpoint_config, serve_model
+
+from local_aws.sandbox import LocalAwsProcess, upload_directory
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+DATASET_URI = "s3://reliability-data/dogImages"
+SWAP_LOOP_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, trained_model_dir, sample_dataset_dir) -> ServedModel:
+    served = serve_model(tmp_path_factory.mktemp("faults"), trained_model_dir)
+    upload_directory(served.url, sample_dataset_dir, DATASET_URI)
+    yield served
+    served.server.stop()
+
+
+@dataclass
+class RequestLoop:
+    """Good requests to the endpoint, one after another, until stopped or for at most 30 s."""
+
+    served: ServedModel
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        runtime = self.served.client("sagemaker-runtime", read_timeout=60)
+        body = good_jpeg(seed=11)
+        deadline = time.monotonic() + SWAP_LOOP_SECONDS
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                runtime.invoke_endpoint(
+                    EndpointName=self.served.endpoint_name, ContentType="image/jpeg", Body=body
+                )["Body"].read()
+                self.ok += 1
+            except Exception as error:  # any failure during the swap is the finding
+                self.failures.append(f"{type(error).__name__}: {error}")
+
+
+def test_failing_smoke_test_rolls_back_with_the_endpoint_in_service(served, monkeypatch):
+    from dog_breed.operators.smoke_test import EndpointSmokeTestOperator, SmokeTestFailed
+
+    sagemaker, lam = served.client("sagemaker"), served.client("lambda")
+    previous = served.endpoint_config
+    challenger = create_endpoint_config(served.url, served.model_dir, "challenger")
+    sagemaker.update_endpoint(EndpointName=served.endpoint_name, EndpointConfigName=challenger)
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName=served.endpoint_name, WaiterConfig=FAST_WAIT
+    )
+    version = lam.publish_version(FunctionName=served.function_name)["Version"]
+    lam.create_alias(FunctionName=served.function_name, Name="live", FunctionVersion=version)
+
+    monkeypatch.setattr(EndpointSmokeTestOperator, "get_client", lambda self, kind: served.client(kind))
+    operator = EndpointSmokeTestOperator(
+        task_id="smoke_test",
+        function_name=served.function_name,
+        dataset_s3_uri=DATASET_URI,
+        endpoint_name=served.endpoint_name,
+        image_count=2,
+        min_top1_accuracy=1.01,  # an expectation no model meets: the smoke test must fail
+        rollback_endpoint_config=previous,
+        waiter_delay=1,
+        waiter_max_attempts=120,
+    )
+    loop = RequestLoop(served)
+    thread = threading.Thread(target=loop.run, name="swap-loop")
+    thread.start()
+    try:
+        with pytest.raises(SmokeTestFailed, match="accuracy"):
+            operator.execute({})
+    finally:
+        loop.stop.set()
+        thread.join(SWAP_LOOP_SECONDS + 70)
+    assert not thread.is_alive(), "the request loop hung"
+
+    print(f"\nrequests during smoke test + rollback: {loop.ok} ok, {len(loop.failures)} failed")
+    endpoint = sagemaker.describe_endpoint(EndpointName=served.endpoint_name)
+    assert endpoint["EndpointConfigName"] == previous
+    assert endpoint["EndpointStatus"] == "InService"
+    assert loop.failures == [], f"{len(loop.failures)} requests failed during the swap: {loop.failures[:3]}"
+    assert loop.ok > 0, "no request went through during the rollback"
+
+
+# ------------------------------------------------------------------------ restart under a wait
+SLOW_TRAINING = textwrap.dedent(
+    """
+    import time
+    print("training slowly", flush=True)
+    time.sleep(300)
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_slow_training_job(url: str) -> str:
+    import io
+    import tarfile
+
+    s3 = client(url, "s3")
+    s3.create_bucket(Bucket="restart-test")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = SLOW_TRAINING.encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket="restart-test", Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket="restart-test", Key="data/train/a.txt", Body=b"x")
+    name = f"restart-{uuid.uuid4().hex[:8]}"
+    client(url, "sagemaker").create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={
+            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311",
+            "TrainingInputMode": "File",
+        },
+        RoleArn="arn:aws:iam::123456789012:role/DogBreedSageMakerExecution",
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://restart-test/code/sourcedir.tar.gz"',
+        },
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": "s3://restart-test/data/train",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": "s3://restart-test/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+    )
+    return name
+
+
+def test_local_aws_restart_under_a_waiting_task_ends_the_wait_clearly(tmp_path, monkeypatch):
+    """The provider's SageMakerHook waits on a training job; local_aws dies and comes back on
+    the same port without the job (state is in memory). The wait must end, with an error
+    naming the job, well before its own ingestion limit."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    port = free_port()
+    aws = LocalAwsProcess(tmp_path / "first", port=port).start()
+    try:
+        job = start_slow_training_job(aws.url)
+        sagemaker = client(aws.url, "sagemaker", attempts=3)
+        hook = SageMakerHook(aws_conn_id=None)
+        monkeypatch.setattr(SageMakerHook, "conn", property(lambda self: sagemaker))
+        outcome: dict[str, object] = {}
+
+        def wait() -> None:
+            started = time.monotonic()
+            try:
+                outcome["result"] = hook.check_status(
+                    job, "TrainingJobStatus", hook.describe_training_job, 1, max_ingestion_time=240
+                )
+            except Exception as error:
+                outcome["error"] = error
+            outcome["seconds"] = time.monotonic() - started
+
+        waiter = threading.Thread(target=wait, name="waiting-task")
+        waiter.start()
+        time.sleep(3)
+        assert waiter.is_alive(), f"the wait ended before the restart: {outcome}"
+        aws.stop()
+        time.sleep(2)  # the waiting task polls a dead port for a while
+        aws = LocalAwsProcess(tmp_path / "second", port=port).start()
+        waiter.join(120)
+    finally:
+        aws.stop()
+    assert not waiter.is_alive(), "the waiting task hung after local_aws restarted"
+    assert "result" not in outcome, f"the wait reported success for a job that no longer exists: {outcome}"
+    error = str(outcome["error"])
+    print(f"\nthe wait ended after {outcome['seconds']:.1f} s: {type(outcome['error']).__name__}: {error}")
+    assert job in error or "Could not find" in error or "connect" in error.lower(), error
+    assert outcome["seconds"] < 120, outcome
