@@ -53,11 +53,14 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 # Like compose's `restart: always`, but bounded so a component that cannot start fails loudly.
 MAX_RESTARTS = 3
-# Imported by every component through [database] sql_alchemy_connect_args: several processes
-# write one SQLite file, so wait for a lock (and use WAL, set after migrating) instead of failing
-# at sqlite3's default 5 s.
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
-SQLITE_CONNECT_ARGS_PATH = "local_aws.airflow_stack.SQLITE_CONNECT_ARGS"
+# Several processes write one SQLite file (in WAL mode, set after migrating). The background
+# components wait longer for its lock than sqlite3's default 5 s, through [database]
+# sql_alchemy_connect_args. Not the api-server: it mixes sync and async sessions on one event
+# loop, so a long wait there blocks the very loop whose transaction holds the lock.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
+PATIENT_DATABASE_ENV = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "local_aws.airflow_stack.SQLITE_CONNECT_ARGS"
+}
 
 
 def free_port() -> int:
@@ -209,8 +212,6 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__SECRET_KEY": stack_secrets.api_secret_key,
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets.jwt_secret,
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": SQLITE_CONNECT_ARGS_PATH,
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": SQLITE_CONNECT_ARGS_PATH,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), base["PYTHONPATH"]]),
             # New DAG files show up within seconds instead of the default minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
@@ -227,7 +228,7 @@ class AirflowStack:
         self._processes[name] = subprocess.Popen(
             [executable, *command],
             cwd=REPO_ROOT,
-            env=self.env,
+            env=self.env if name == "api-server" else {**self.env, **PATIENT_DATABASE_ENV},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
