@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from bench.config import REPO_ROOT, BenchConfig
 
 MODEL_SCRIPTS = REPO_ROOT / "model_scripts"
 STAMP_FILE = "bench_stamp.json"
+# One run trains at most once: sections share it even if model_scripts/ change mid-run.
+_PREPARED: dict[BenchConfig, SampleArtifacts] = {}
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,15 @@ def _train(config: BenchConfig, dataset_dir: Path, model_dir: Path, log_path: Pa
         raise RuntimeError(f"train.py failed ({completed.returncode}); see {log_path}")
 
 
-def sample_artifacts(config: BenchConfig, log: callable = print) -> SampleArtifacts:
+def sample_artifacts(config: BenchConfig, log: Callable[[str], None] = print) -> SampleArtifacts:
     """Dataset and trained model for ``config``, reused from the cache when nothing they depend on changed."""
+    if config in _PREPARED:
+        return _PREPARED[config]
+    _PREPARED[config] = _prepare(config, log)
+    return _PREPARED[config]
+
+
+def _prepare(config: BenchConfig, log: Callable[[str], None]) -> SampleArtifacts:
     root = config.cache_dir / f"sample-{config.name}"
     artifacts = SampleArtifacts(root / "dogImages", root / "model", root / "train.log")
     fingerprint = _fingerprint(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import tarfile
 import tempfile
 import time
@@ -136,6 +137,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
 
     from local_aws.server import LocalAwsServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per hop otherwise
     artifacts = sample_artifacts(config, log)
     images = [path.read_bytes() for path in artifacts.evaluation_images()[: config.lambda_invocations]]
     model = inference.model_fn(str(artifacts.model_dir))

@@ -34,7 +34,10 @@ def _handler(module: Any, model: Any) -> Callable[[bytes], int]:
     return invoke
 
 
-def handler_section(config: BenchConfig, model_dir: Path, images: list[bytes], result: SectionResult) -> None:
+def handler_section(
+    config: BenchConfig, model_dir: Path, images: list[bytes], result: SectionResult
+) -> list[int]:
+    """Times both handlers on ``images``; returns the stock path's top-1 answers."""
     import inference
 
     os.environ[inference.RUNTIME_ENV] = "auto"  # what the endpoint runs by default
@@ -78,6 +81,46 @@ def handler_section(config: BenchConfig, model_dir: Path, images: list[bytes], r
             AGREEMENT_TARGET_PERCENT,
             at_least=True,
         )
+    )
+    return runs["stock"].outputs
+
+
+def agreement_diagnosis(
+    config: BenchConfig, model_dir: Path, images: list[bytes], stock_top1: list[int], result: SectionResult
+) -> None:
+    """Split stock-vs-ours disagreement into preprocessing and int8, and show how close the calls were."""
+    import torch
+    from fast_serving import OnnxPredictor
+    from inference import preprocess
+
+    network = stock_handler.model_fn(model_dir).network
+    batch = np.stack([preprocess(image, config.image_size) for image in images])
+    with torch.no_grad():
+        fp32 = np.concatenate(
+            [network(torch.from_numpy(batch[i : i + 16])).numpy() for i in range(0, len(batch), 16)]
+        )
+    int8 = OnnxPredictor(model_dir).logits(batch)
+    top2 = np.sort(fp32, axis=1)[:, -2:]
+    margins = top2[:, 1] - top2[:, 0]
+    stock, fp32_top1, int8_top1 = np.asarray(stock_top1), fp32.argmax(axis=1), int8.argmax(axis=1)
+    flipped = int8_top1 != fp32_top1
+    diagnosis = {
+        "preprocessing_only_agreement_percent": float(100 * np.mean(stock == fp32_top1)),
+        "int8_only_agreement_percent": float(100 * np.mean(~flipped)),
+        "median_fp32_top2_margin": float(np.median(margins)),
+        "median_fp32_top2_margin_where_int8_flips": float(np.median(margins[flipped]))
+        if flipped.any()
+        else None,
+        "int8_logit_error_rms": float(np.sqrt(np.mean((int8 - fp32) ** 2))),
+    }
+    result.details["agreement_diagnosis"] = diagnosis
+    flips = diagnosis["median_fp32_top2_margin_where_int8_flips"]
+    result.notes.append(
+        f"agreement split: our preprocessing alone {diagnosis['preprocessing_only_agreement_percent']:.1f}%, "
+        f"int8 alone {diagnosis['int8_only_agreement_percent']:.1f}%; fp32 top-1/top-2 logit margin median "
+        f"{diagnosis['median_fp32_top2_margin']:.2f} overall"
+        + (f", {flips:.2f} where int8 flips" if flips is not None else "")
+        + f", int8 logit error rms {diagnosis['int8_logit_error_rms']:.2f}"
     )
 
 
@@ -162,7 +205,8 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
     result.details["sample_model"] = json.loads((artifacts.model_dir / "model_config.json").read_text())
     result.details["sample_model"].pop("classes", None)
     result.details["sample_model"]["test_accuracy"] = _test_accuracy(artifacts.training_log)
-    handler_section(config, artifacts.model_dir, images, result)
+    stock_top1 = handler_section(config, artifacts.model_dir, images, result)
+    agreement_diagnosis(config, artifacts.model_dir, images, stock_top1, result)
     model_only_section(config, artifacts.model_dir, images[0], result)
     accuracy = result.details["sample_model"]["test_accuracy"]
     result.notes.append(
