@@ -196,6 +196,7 @@ class EndpointSmokeTestOperator(BaseOperator):
             raise SmokeTestFailed(f"no test images under {self.dataset_s3_uri}/test/")
         bucket, _ = split_s3_uri(self.dataset_s3_uri)
         latencies, correct, problems, runtime = [], [], [], None
+        predictions: list[dict[str, Any]] = []
         for image in images:
             data = s3.get_object(Bucket=bucket, Key=image.key)["Body"].read()
             event = {
@@ -218,13 +219,24 @@ class EndpointSmokeTestOperator(BaseOperator):
             body, found = validate_response(json.loads(raw), classes=classes, top_k=self.top_k)
             problems.extend(f"{image.key}: {problem}" for problem in found)
             if not found:
-                correct.append(body["predictions"][0]["class_folder"] == image.class_folder)
+                top = body["predictions"][0]
+                correct.append(top["class_folder"] == image.class_folder)
                 runtime = body["runtime"]
+                predictions.append(
+                    {
+                        "image": image.key.rsplit("/", 1)[-1],
+                        "expected": image.class_folder,
+                        "predicted": top["class_folder"],
+                        "probability": round(float(top["probability"]), 4),
+                        "latency_ms": round(latencies[-1], 1),
+                    }
+                )
         report = {
             "images": len(images),
             "runtime": runtime,
             **summarize(latencies, correct),
             "problems": problems,
+            "predictions": predictions,
         }
         if problems:
             raise SmokeTestFailed(f"{len(problems)} problem(s): {problems[:5]}")
