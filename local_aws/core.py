@@ -84,6 +84,71 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def constraint_error(value: Any, member: str, constraint: str) -> AwsError:
+    """AWS's wording for a request member that breaks its service-model constraint."""
+    return validation_error(
+        f"1 validation error detected: Value '{value}' at '{member}' "
+        f"failed to satisfy constraint: {constraint}"
+    )
+
+
+def as_datetime(value: Any) -> dt.datetime:
+    """A request timestamp: boto3 sends epoch seconds; ISO strings are accepted too."""
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as error:
+        raise validation_error(f"Not a timestamp: {value!r}") from error
+
+
+def list_page(
+    request: dict[str, Any],
+    items: list[Any],
+    *,
+    name: Callable[[Any], str],
+    times: dict[str, Callable[[Any], dt.datetime]],
+    sort_keys: dict[str, Callable[[Any], Any]],
+    status: Callable[[Any], str] | None = None,
+    default_max: int = 10,
+) -> tuple[list[Any], dict[str, str]]:
+    """SageMaker List* semantics, shared by every kind of resource: NameContains (any case),
+    StatusEquals, ``<Field>Before``/``<Field>After`` for each of ``times``, SortBy, SortOrder,
+    MaxResults and NextToken. Returns the page and ``{"NextToken": ...}`` when more follow."""
+    if contains := request.get("NameContains"):
+        items = [item for item in items if contains.lower() in name(item).lower()]
+    if status is not None and (wanted := request.get("StatusEquals")):
+        items = [item for item in items if status(item) == wanted]
+    for field_name, timestamp in times.items():
+        if (before := request.get(f"{field_name}Before")) is not None:
+            bound = as_datetime(before)
+            items = [item for item in items if timestamp(item) < bound]
+        if (after := request.get(f"{field_name}After")) is not None:
+            bound = as_datetime(after)
+            items = [item for item in items if timestamp(item) > bound]
+    sort_by = request.get("SortBy", "CreationTime")
+    if sort_by not in sort_keys:
+        raise constraint_error(
+            sort_by, "sortBy", f"Member must satisfy enum value set: [{', '.join(sort_keys)}]"
+        )
+    order = request.get("SortOrder", "Descending")
+    if order not in ("Ascending", "Descending"):
+        raise constraint_error(
+            order, "sortOrder", "Member must satisfy enum value set: [Ascending, Descending]"
+        )
+    items = sorted(items, key=sort_keys[sort_by], reverse=order == "Descending")
+    limit = request.get("MaxResults", default_max)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise constraint_error(limit, "maxResults", "Member must have value between 1 and 100")
+    token = str(request.get("NextToken") or "0")
+    if not token.isdigit():
+        raise validation_error("Invalid pagination token.")
+    start = int(token)
+    page = items[start : start + limit]
+    more = start + len(page) < len(items)
+    return page, ({"NextToken": str(start + len(page))} if more else {})
+
+
 @dataclass(frozen=True)
 class Route:
     """A REST route: requests signed for ``service`` with ``method`` whose path matches ``pattern``."""

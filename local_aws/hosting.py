@@ -34,7 +34,16 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from local_aws.core import AwsError, Context, Route, now, to_json, validation_error
+from local_aws.core import (
+    AwsError,
+    Context,
+    Route,
+    constraint_error,
+    list_page,
+    now,
+    to_json,
+    validation_error,
+)
 from local_aws.hosting_fleet import (
     Deployment,
     LogShipper,
@@ -57,20 +66,15 @@ PASSED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes", "X-Amzn-SageMaker-Infere
 
 
 # -- validation --------------------------------------------------------------------------------------
-def _constraint_error(value: Any, member: str, constraint: str) -> AwsError:
-    return validation_error(
-        f"1 validation error detected: Value '{value}' at '{member}' "
-        f"failed to satisfy constraint: {constraint}"
-    )
 
 
 def validate_name(value: Any, member: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _constraint_error(value, member, "Member must not be null")
+        raise constraint_error(value, member, "Member must not be null")
     if len(value) > 63:
-        raise _constraint_error(value, member, "Member must have length less than or equal to 63")
+        raise constraint_error(value, member, "Member must have length less than or equal to 63")
     if not re.fullmatch(NAME_PATTERN, value):
-        raise _constraint_error(
+        raise constraint_error(
             value, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}"
         )
     return value
@@ -80,7 +84,7 @@ def _number(value: Any, member: str, minimum: float, default: float | None = Non
     if value is None and default is not None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise _constraint_error(value, member, f"Member must have value greater than or equal to {minimum:g}")
+        raise constraint_error(value, member, f"Member must have value greater than or equal to {minimum:g}")
     return value
 
 
@@ -212,7 +216,7 @@ class HostingService:
             if not container.get("Image"):
                 raise validation_error("Image must be specified for each container.")
             if (url := container.get("ModelDataUrl")) and not str(url).startswith("s3://"):
-                raise _constraint_error(
+                raise constraint_error(
                     url,
                     "primaryContainer.modelDataUrl",
                     "Member must satisfy regular expression pattern: ^(https|s3)://([^/]+)/?(.*)$",
@@ -254,7 +258,7 @@ class HostingService:
     def list_models(self, request: dict) -> dict:
         with self._lock:
             records = list(self._models.values())
-        page, token = _page(request, records, {"Name": lambda r: r.name, "CreationTime": lambda r: r.created})
+        page, token = _page(request, records)
         listed = [{"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created} for r in page]
         return {"Models": listed, **token}
 
@@ -263,9 +267,7 @@ class HostingService:
         name = validate_name(request.get("EndpointConfigName"), "endpointConfigName")
         variants = request.get("ProductionVariants") or []
         if not variants or len(variants) > 10:
-            raise _constraint_error(
-                variants, "productionVariants", "Member must have length between 1 and 10"
-            )
+            raise constraint_error(variants, "productionVariants", "Member must have length between 1 and 10")
         seen: set[str] = set()
         for index, variant in enumerate(variants, start=1):
             member = f"productionVariants.{index}"
@@ -315,7 +317,7 @@ class HostingService:
     def list_endpoint_configs(self, request: dict) -> dict:
         with self._lock:
             records = list(self._configs.values())
-        page, token = _page(request, records, {"Name": lambda r: r.name, "CreationTime": lambda r: r.created})
+        page, token = _page(request, records)
         listed = [
             {"EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created}
             for r in page
@@ -396,7 +398,7 @@ class HostingService:
         endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
         desired = request.get("DesiredWeightsAndCapacities") or []
         if not desired:
-            raise _constraint_error(
+            raise constraint_error(
                 desired, "desiredWeightsAndCapacities", "Member must have length greater than or equal to 1"
             )
         with self._lock:
@@ -499,20 +501,7 @@ class HostingService:
     def list_endpoints(self, request: dict) -> dict:
         with self._lock:
             records = list(self._endpoints.values())
-        if status := request.get("StatusEquals"):
-            records = [r for r in records if r.status == status]
-        for key, keep in (
-            ("LastModifiedTimeBefore", lambda r, t: r.modified < t),
-            ("LastModifiedTimeAfter", lambda r, t: r.modified > t),
-        ):
-            if key in request:
-                moment = _as_datetime(request[key])
-                records = [r for r in records if keep(r, moment)]
-        page, token = _page(
-            request,
-            records,
-            {"Name": lambda r: r.name, "CreationTime": lambda r: r.created, "Status": lambda r: r.status},
-        )
+        page, token = _page(request, records, endpoints=True)
         listed = [
             {
                 "EndpointName": r.name,
@@ -870,39 +859,28 @@ def _retaining(config: EndpointConfigRecord, current: Deployment) -> EndpointCon
     return dataclasses.replace(config, variants=variants)
 
 
-def _as_datetime(value: Any) -> dt.datetime:
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError as error:
-        raise validation_error(f"Not a timestamp: {value!r}") from error
+_BY_NAME_OR_CREATION: dict[str, Callable[[Any], Any]] = {
+    "Name": lambda r: r.name,
+    "CreationTime": lambda r: r.created,
+}
 
 
-def _page(request: dict, records: list, sort_keys: dict[str, Callable[[Any], Any]]) -> tuple[list, dict]:
-    """NameContains, CreationTimeBefore/After, SortBy, SortOrder, MaxResults, NextToken."""
-    if contains := request.get("NameContains"):
-        records = [r for r in records if contains.lower() in r.name.lower()]
-    if "CreationTimeBefore" in request:
-        records = [r for r in records if r.created < _as_datetime(request["CreationTimeBefore"])]
-    if "CreationTimeAfter" in request:
-        records = [r for r in records if r.created > _as_datetime(request["CreationTimeAfter"])]
-    sort_by = request.get("SortBy", "CreationTime")
-    if sort_by not in sort_keys:
-        raise _constraint_error(
-            sort_by, "sortBy", f"Member must satisfy enum value set: [{', '.join(sort_keys)}]"
+def _page(request: dict, records: list, endpoints: bool = False) -> tuple[list, dict]:
+    """List* paging over models and endpoint configs, or endpoints (which also have a
+    status and a last-modified time to filter and sort by)."""
+    if not endpoints:
+        return list_page(
+            request,
+            records,
+            name=lambda r: r.name,
+            times={"CreationTime": lambda r: r.created},
+            sort_keys=_BY_NAME_OR_CREATION,
         )
-    order = request.get("SortOrder", "Descending")
-    if order not in ("Ascending", "Descending"):
-        raise _constraint_error(
-            order, "sortOrder", "Member must satisfy enum value set: [Ascending, Descending]"
-        )
-    records = sorted(records, key=sort_keys[sort_by], reverse=order == "Descending")
-    limit = int(_number(request.get("MaxResults"), "maxResults", 1, 10))
-    try:
-        start = int(request.get("NextToken") or 0)
-    except ValueError as error:
-        raise validation_error("Invalid pagination token.") from error
-    page = records[start : start + min(limit, 100)]
-    more = start + len(page) < len(records)
-    return page, ({"NextToken": str(start + len(page))} if more else {})
+    return list_page(
+        request,
+        records,
+        name=lambda r: r.name,
+        status=lambda r: r.status,
+        times={"CreationTime": lambda r: r.created, "LastModifiedTime": lambda r: r.modified},
+        sort_keys={**_BY_NAME_OR_CREATION, "Status": lambda r: r.status},
+    )

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from local_aws import debugger_rules
-from local_aws.core import AwsError, Context, not_found, now, split_s3_uri, validation_error
+from local_aws.core import AwsError, Context, list_page, not_found, now, split_s3_uri, validation_error
 
 log = logging.getLogger("local_aws.training")
 
@@ -1011,38 +1011,23 @@ class JobRunner:
 # ---------------------------------------------------------------------------------------
 # The service
 # ---------------------------------------------------------------------------------------
-def paginate(
-    items: list[Any], request: dict[str, Any], default_max: int = 10
-) -> tuple[list[Any], str | None]:
-    """MaxResults/NextToken paging over an already filtered and sorted list."""
-    max_results = request.get("MaxResults", default_max)
-    if not isinstance(max_results, int) or not 1 <= max_results <= 100:
-        raise validation_error("MaxResults must be between 1 and 100.")
-    token = request.get("NextToken") or "0"
-    if not token.isdigit():
-        raise validation_error("Invalid pagination token.")
-    start = int(token)
-    page = items[start : start + max_results]
-    next_token = str(start + max_results) if start + max_results < len(items) else None
-    return page, next_token
-
-
-def time_filter(request: dict[str, Any], field_name: str, value: dt.datetime) -> bool:
-    """CreationTimeAfter/Before-style filters; boto3 sends epoch seconds."""
-    after = request.get(f"{field_name}After")
-    before = request.get(f"{field_name}Before")
-    stamp = value.timestamp()
-    return (after is None or stamp > float(after)) and (before is None or stamp < float(before))
-
-
-def sort_items(items: list[Any], request: dict[str, Any], keys: dict[str, Callable[[Any], Any]]) -> list[Any]:
-    sort_by = request.get("SortBy", "CreationTime")
-    if sort_by not in keys:
-        raise validation_error(f"SortBy must be one of {sorted(keys)}.")
-    order = request.get("SortOrder", "Descending")
-    if order not in ("Ascending", "Descending"):
-        raise validation_error("SortOrder must be Ascending or Descending.")
-    return sorted(items, key=keys[sort_by], reverse=order == "Descending")
+def list_jobs(request: dict[str, Any], jobs: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """List* paging over training or tuning jobs (both have name, status and their times)."""
+    return list_page(
+        request,
+        jobs,
+        name=lambda job: job.name,
+        status=lambda job: job.status,
+        times={
+            "CreationTime": lambda job: job.creation_time,
+            "LastModifiedTime": lambda job: job.last_modified_time,
+        },
+        sort_keys={
+            "Name": lambda job: job.name,
+            "CreationTime": lambda job: job.creation_time,
+            "Status": lambda job: job.status,
+        },
+    )
 
 
 class TrainingService:
@@ -1077,30 +1062,8 @@ class TrainingService:
     def list_training_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             jobs = list(self.jobs.values())
-        name_contains = request.get("NameContains")
-        status = request.get("StatusEquals")
-        selected = [
-            job
-            for job in jobs
-            if (not name_contains or name_contains in job.name)
-            and (not status or job.status == status)
-            and time_filter(request, "CreationTime", job.creation_time)
-            and time_filter(request, "LastModifiedTime", job.last_modified_time)
-        ]
-        ordered = sort_items(
-            selected,
-            request,
-            {
-                "Name": lambda j: j.name,
-                "CreationTime": lambda j: j.creation_time,
-                "Status": lambda j: j.status,
-            },
-        )
-        page, next_token = paginate(ordered, request)
-        response: dict[str, Any] = {"TrainingJobSummaries": [job.summary() for job in page]}
-        if next_token:
-            response["NextToken"] = next_token
-        return response
+        page, token = list_jobs(request, jobs)
+        return {"TrainingJobSummaries": [job.summary() for job in page], **token}
 
     def stop_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
         job = self.job(request.get("TrainingJobName", ""))

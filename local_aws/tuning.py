@@ -31,13 +31,11 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 
-from local_aws.core import AwsError, Context, not_found, now, validation_error
+from local_aws.core import AwsError, Context, list_page, not_found, now, validation_error
 from local_aws.training import (
     TrainingJob,
     TrainingService,
-    paginate,
-    sort_items,
-    time_filter,
+    list_jobs,
     validate_job_name,
     validate_training_request,
 )
@@ -628,28 +626,8 @@ class TuningService:
     def list_tuning_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             jobs = list(self.jobs.values())
-        selected = [
-            job
-            for job in jobs
-            if (not request.get("NameContains") or request["NameContains"] in job.name)
-            and (not request.get("StatusEquals") or job.status == request["StatusEquals"])
-            and time_filter(request, "CreationTime", job.creation_time)
-            and time_filter(request, "LastModifiedTime", job.last_modified_time)
-        ]
-        ordered = sort_items(
-            selected,
-            request,
-            {
-                "Name": lambda j: j.name,
-                "CreationTime": lambda j: j.creation_time,
-                "Status": lambda j: j.status,
-            },
-        )
-        page, next_token = paginate(ordered, request)
-        response: dict[str, Any] = {"HyperParameterTuningJobSummaries": [job.summary() for job in page]}
-        if next_token:
-            response["NextToken"] = next_token
-        return response
+        page, token = list_jobs(request, jobs)
+        return {"HyperParameterTuningJobSummaries": [job.summary() for job in page], **token}
 
     def list_training_jobs_for_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
         tuning = self.job(request.get("HyperParameterTuningJobName", ""))
@@ -660,10 +638,12 @@ class TuningService:
         if request.get("SortBy") == "FinalObjectiveMetricValue":
             # As AWS does: jobs without an objective value are not listed when sorting by it.
             summaries = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" in s]
-        ordered = sort_items(
-            summaries,
+        page, token = list_page(
             request,
-            {
+            summaries,
+            name=lambda s: s["TrainingJobName"],
+            times={},
+            sort_keys={
                 "Name": lambda s: s["TrainingJobName"],
                 "CreationTime": lambda s: s["CreationTime"],
                 "Status": lambda s: s["TrainingJobStatus"],
@@ -672,11 +652,7 @@ class TuningService:
                 ],
             },
         )
-        page, next_token = paginate(ordered, request)
-        response: dict[str, Any] = {"TrainingJobSummaries": page}
-        if next_token:
-            response["NextToken"] = next_token
-        return response
+        return {"TrainingJobSummaries": page, **token}
 
     def stop_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
         tuning = self.job(request.get("HyperParameterTuningJobName", ""))
