@@ -29,9 +29,11 @@ from dog_breed.params import AWS_CONN_ID, DEFAULT_DATASET_URI, PARAM_SPECS
 
 DOG_IMAGES = Asset(DEFAULT_DATASET_URI)
 HOUR = 3600
-# How often waits poll SageMaker: real jobs take minutes to hours, local_aws runs take
-# seconds; set AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS to change it.
+# How often waits poll SageMaker and how long a failed task waits to retry: real jobs take
+# minutes to hours, local_aws runs take seconds; AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS
+# and AIRFLOW__DOG_BREED__RETRY_DELAY_SECONDS change them.
 POLL_S = conf.getint("dog_breed", "poll_interval_seconds", fallback=60)
+RETRY_DELAY_S = conf.getint("dog_breed", "retry_delay_seconds", fallback=120)
 # Waits outlast SageMaker's own StoppingCondition (at most 24 h per job), so SageMaker decides.
 TRAINING_WAIT_S = 26 * HOUR
 TUNING_CHECK_INTERVAL_S = 3 * POLL_S  # the tuning trigger polls at most 480 times: 24 h at 180 s
@@ -49,7 +51,7 @@ aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "owner": "mlops"},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=RETRY_DELAY_S), "owner": "mlops"},
     params={name: Param(**spec) for name, spec in PARAM_SPECS.items()},
     render_template_as_native_obj=True,
     tags=["sagemaker", "mlops", "dog-breed"],

@@ -145,6 +145,7 @@ def airflow_environment(airflow_home: Path | str, endpoint_url: str) -> dict[str
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint_url),
         # local_aws jobs take seconds, not hours: poll often.
         "AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS": "2",
+        "AIRFLOW__DOG_BREED__RETRY_DELAY_SECONDS": "2",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), os.getenv("PYTHONPATH")])),
         # The Lambda and endpoint processes that local_aws starts find boto3's endpoint through it;
         # Airflow itself only through the connection above.

@@ -1,7 +1,7 @@
 """Faults: a failing smoke test rolls the endpoint back without a failed request, and a
 local_aws restart under a waiting task ends the wait with a clear error instead of a hang.
 
-(The injected training failure needs a whole DAG run and lives in tests/test_reruns.py,
+(The injected training failure needs a whole DAG run and lives in tests/test_e2e_pipeline.py,
 which already pays for one.)
 """
 
