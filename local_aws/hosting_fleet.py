@@ -129,7 +129,9 @@ class LogShipper:
     def _ship(self, client: Any, batch: list[LogLine]) -> None:
         by_stream: dict[tuple[str, str], list[LogLine]] = collections.defaultdict(list)
         for line in batch:
-            by_stream[(line.group, line.stream)].append(line)
+            # CloudWatch rejects a whole batch holding one empty message: drop blank lines.
+            if line.message.strip():
+                by_stream[(line.group, line.stream)].append(line)
         for (group, stream), lines in by_stream.items():
             if (group, stream) not in self._known_streams:
                 exists = client.exceptions.ResourceAlreadyExistsException
