@@ -397,7 +397,10 @@ class LogShipper:
             try:
                 client = client or self._client_factory()
                 self._ensure_stream(client, group, stream)
-                events = [{"timestamp": millis, "message": line} for line in lines]
+                # CloudWatch rejects a whole batch holding one empty message.
+                events = [{"timestamp": millis, "message": line} for line in lines if line.strip()]
+                if not events:
+                    continue
                 client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
             except Exception:  # logs are best effort; an invocation must not fail because of them
                 log.warning("could not ship %d log lines to %s", len(lines), group, exc_info=True)

@@ -315,7 +315,8 @@ class LogStream:
                 return
             # CloudWatch wants each batch in chronological order.
             self._last_timestamp = max(self._last_timestamp, int(time.time() * 1000))
-            self._pending.append({"timestamp": self._last_timestamp, "message": message})
+            if message.strip():  # CloudWatch rejects a whole batch holding one empty message
+                self._pending.append({"timestamp": self._last_timestamp, "message": message})
             self._file.write(message + "\n")
             self._file.flush()
 
