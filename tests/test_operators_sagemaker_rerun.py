@@ -106,6 +106,37 @@ def test_training_rerun_waits_for_a_running_job_instead_of_starting_another(sage
     assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
 
 
+def test_deferrable_rerun_hands_a_running_job_to_the_triggerer(sagemaker, monkeypatch):
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    ResumableSageMakerTrainingOperator(
+        task_id="t", config=training_config(), print_log=False, **COMMON
+    ).execute({})
+    real = SageMakerHook.describe_training_job
+    monkeypatch.setattr(
+        SageMakerHook,
+        "describe_training_job",
+        lambda self, name: {**real(self, name), "TrainingJobStatus": "InProgress"},
+    )
+    op = ResumableSageMakerTrainingOperator(
+        task_id="t",
+        config=training_config(),
+        print_log=False,
+        max_attempts=7,
+        max_ingestion_time=70,
+        **{**COMMON, "deferrable": True},
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SageMakerTrigger)
+    assert (trigger.job_name, trigger.job_type, trigger.attempts) == (NAMES.training_job, "Training", 7)
+    assert deferred.value.timeout.total_seconds() == 70
+    assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
+
+
 def test_tuning_rerun_reuses_the_job_instead_of_failing(sagemaker):
     config = specs.tuning_job_request(
         SETTINGS,

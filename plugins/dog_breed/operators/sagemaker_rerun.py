@@ -52,6 +52,26 @@ def _exists(describe, name: str) -> bool:
     return _describe_or_none(describe, name) is not None
 
 
+def _defer_until_done(operator: Any, name: str, job_type: str, **trigger_kwargs: Any) -> None:
+    """Hand the wait for an already running job to the triggerer, as the provider does for new ones."""
+    operator.defer(
+        trigger=SageMakerTrigger(
+            job_name=name,
+            job_type=job_type,
+            waiter_delay=operator.check_interval,
+            aws_conn_id=operator.aws_conn_id,
+            region_name=operator.region_name,
+            verify=operator.verify,
+            botocore_config=operator.botocore_config,
+            **trigger_kwargs,
+        ),
+        method_name="execute_complete",
+        timeout=(
+            datetime.timedelta(seconds=operator.max_ingestion_time) if operator.max_ingestion_time else None
+        ),
+    )
+
+
 class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
     """SageMakerTuningOperator that reuses or resumes its own tuning job on rerun."""
 
@@ -67,23 +87,7 @@ class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
             return super().execute(context)
         if action == JobAction.WAIT:
             if self.deferrable:
-                self.defer(
-                    trigger=SageMakerTrigger(
-                        job_name=name,
-                        job_type="tuning",
-                        waiter_delay=self.check_interval,
-                        aws_conn_id=self.aws_conn_id,
-                        region_name=self.region_name,
-                        verify=self.verify,
-                        botocore_config=self.botocore_config,
-                    ),
-                    method_name="execute_complete",
-                    timeout=(
-                        datetime.timedelta(seconds=self.max_ingestion_time)
-                        if self.max_ingestion_time
-                        else None
-                    ),
-                )
+                _defer_until_done(self, name, "tuning")
             self.hook.check_status(
                 name,
                 "HyperParameterTuningJobStatus",
@@ -113,24 +117,7 @@ class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
             return super().execute(context)
         if action == JobAction.WAIT:
             if self.deferrable:
-                self.defer(
-                    trigger=SageMakerTrigger(
-                        job_name=name,
-                        job_type="Training",
-                        waiter_delay=self.check_interval,
-                        waiter_max_attempts=self.max_attempts,
-                        aws_conn_id=self.aws_conn_id,
-                        region_name=self.region_name,
-                        verify=self.verify,
-                        botocore_config=self.botocore_config,
-                    ),
-                    method_name="execute_complete",
-                    timeout=(
-                        datetime.timedelta(seconds=self.max_ingestion_time)
-                        if self.max_ingestion_time
-                        else None
-                    ),
-                )
+                _defer_until_done(self, name, "Training", waiter_max_attempts=self.max_attempts)
             self.hook.check_training_status_with_log(
                 name,
                 self.hook.non_terminal_states,
