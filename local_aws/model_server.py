@@ -190,10 +190,17 @@ def load_handler_module(model_dir: Path, program: str) -> Any | None:
         log.info("code/requirements.txt is not installed locally; the serving environment must provide it")
     if code_dir.is_dir() and str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
-    if importlib.util.find_spec(module_name) is None:
+    source = code_dir / program
+    if not source.is_file():
         log.info("no handler module %s: using the PyTorch toolkit defaults", module_name)
         return None
-    return importlib.import_module(module_name)
+    # From its file, not by name: a module of the same name imported earlier must not stand in.
+    spec = importlib.util.spec_from_file_location(module_name, source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)

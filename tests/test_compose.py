@@ -250,7 +250,10 @@ def test_compose_client_renders_the_same_file(
     env_file = tmp_path / ".env"
     env_file.write_text(render(env_values))
     base = [*client, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"]
-    rendered = subprocess.run(base, capture_output=True, text=True, cwd=REPO)
+    # compose lets the shell's variables override the env file: give it a shell without
+    # the AIRFLOW_* that other tests in this process have set.
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    rendered = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env=shell)
     assert rendered.returncode == 0, rendered.stderr
     by_client = yaml.safe_load(rendered.stdout)["services"]
     assert set(by_client) == set(services)
@@ -263,6 +266,7 @@ def test_compose_client_renders_the_same_file(
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=shell,
     )
     assert without_env.returncode != 0
     assert "run make env" in without_env.stderr

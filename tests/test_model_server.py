@@ -77,11 +77,12 @@ def loaded_client(model_dir: Path, max_concurrency: int = 4, program: str = "inf
 @pytest.fixture(autouse=True)
 def _isolated_imports():
     """Handlers are imported by module name: forget them between tests."""
-    before = set(sys.modules)
+    before = dict(sys.modules)
     path = list(sys.path)
     yield
-    for name in set(sys.modules) - before:
+    for name in set(sys.modules) - set(before):
         del sys.modules[name]
+    sys.modules.update(before)  # a handler loaded as "inference" replaced the real one
     sys.path[:] = path
 
 
