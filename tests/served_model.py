@@ -59,19 +59,16 @@ def model_archive(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def create_endpoint_config(url: str, model_dir: Path, label: str, instances: int = 1) -> str:
-    """A model from ``model_dir`` and an endpoint config serving it; returns the config name."""
-    sagemaker, s3 = client(url, "sagemaker"), client(url, "s3")
-    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        s3.create_bucket(Bucket=BUCKET)
-    name = f"{label}-{uuid.uuid4().hex[:8]}"
-    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=model_archive(model_dir))
+def register_model_and_config(
+    sagemaker: Any, name: str, model_data_url: str, instances: int = 1, role: str = EXECUTION_ROLE
+) -> None:
+    """CreateModel for a PyTorch-convention model.tar.gz and an ml.m5.large endpoint config, both ``name``."""
     sagemaker.create_model(
         ModelName=name,
-        ExecutionRoleArn=EXECUTION_ROLE,
+        ExecutionRoleArn=role,
         PrimaryContainer={
             "Image": IMAGE,
-            "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
+            "ModelDataUrl": model_data_url,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
         },
     )
@@ -87,6 +84,16 @@ def create_endpoint_config(url: str, model_dir: Path, label: str, instances: int
             }
         ],
     )
+
+
+def create_endpoint_config(url: str, model_dir: Path, label: str, instances: int = 1) -> str:
+    """A model from ``model_dir`` and an endpoint config serving it; returns the config name."""
+    sagemaker, s3 = client(url, "sagemaker"), client(url, "s3")
+    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BUCKET)
+    name = f"{label}-{uuid.uuid4().hex[:8]}"
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=model_archive(model_dir))
+    register_model_and_config(sagemaker, name, f"s3://{BUCKET}/{name}/model.tar.gz", instances)
     return name
 
 

@@ -17,12 +17,14 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
+from served_model import register_model_and_config
 
 from local_aws import hosting
 from local_aws.server import LocalAwsServer
 
 BUCKET = "models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 FAST_WAIT = {"Delay": 0.2, "MaxAttempts": 150}
 
 HANDLER = textwrap.dedent(
@@ -117,27 +119,7 @@ def make_config(sm, s3, label: str, instances: int = 1) -> str:
     """A model whose handler answers with ``label``, and an endpoint config serving it."""
     name = unique("m")
     s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=model_archive(label))
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-        PrimaryContainer={
-            "Image": IMAGE,
-            "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": 1.0,
-            }
-        ],
-    )
+    register_model_and_config(sm, name, f"s3://{BUCKET}/{name}/model.tar.gz", instances, ROLE)
     return name
 
 
