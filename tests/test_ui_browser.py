@@ -8,6 +8,7 @@ only the REST test needs a run to finish.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,11 @@ def section_triggers(dialog):
     return dialog.locator("[data-scope=accordion][data-part=item-trigger]")
 
 
+def param_label(dialog, name: str):
+    """The form's label of Param ``name`` (its name, and a * when required), not a longer one."""
+    return dialog.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*\*?\s*$"))
+
+
 def open_section(dialog, param: str) -> None:
     """Expand the section holding ``param`` (the form shows one section at a time)."""
     from playwright.sync_api import expect
@@ -117,9 +123,9 @@ def check_sections(dialog) -> None:
         members = [name for name, spec in PARAM_SPECS.items() if spec["section"] == section]
         section_triggers(dialog).filter(has_text=section).click()
         for name in members:
-            expect(dialog.get_by_text(name, exact=True)).to_be_visible()
+            expect(param_label(dialog, name)).to_be_visible()
         for name in (name for name, spec in PARAM_SPECS.items() if spec["section"] != section):
-            expect(dialog.get_by_text(name, exact=True)).to_be_hidden()
+            expect(param_label(dialog, name)).to_be_hidden()
         page = dialog.page
         page.screenshot(path=str(ARTIFACTS / f"trigger_form_{index}_{section.replace(' ', '_').lower()}.png"))
 
