@@ -38,6 +38,7 @@ RETRY_DELAY_S = conf.getint("dog_breed", "retry_delay_seconds", fallback=120)
 TRAINING_WAIT_S = 26 * HOUR
 TUNING_CHECK_INTERVAL_S = 3 * POLL_S  # the tuning trigger polls at most 480 times: 24 h at 180 s
 ENDPOINT_WAIT_S = 2 * HOUR
+ROLLBACK_WAIT_S = HOUR
 
 aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
 
@@ -127,6 +128,8 @@ def dog_breed_pipeline():
         endpoint_name="{{ params.endpoint_name }}",
         image_count="{{ params.smoke_test_images }}",
         rollback_endpoint_config=rollout["previous_endpoint_config"],
+        waiter_delay=POLL_S,
+        waiter_max_attempts=ROLLBACK_WAIT_S // POLL_S,
         **aws,
     )
 

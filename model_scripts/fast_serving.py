@@ -18,7 +18,6 @@ imports this module in containers where only some of them exist.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -27,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from serving_contract import MODEL_CONFIG_FILE, read_model_config
+from serving_contract import ONNX_MODEL_FILE as INT8_MODEL_FILE
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-INT8_MODEL_FILE = "model.int8.onnx"
-MODEL_CONFIG_FILE = "model_config.json"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 ONNX_OPSET = 18
@@ -223,15 +222,10 @@ class OnnxPredictor:
         import onnxruntime as ort
 
         model_dir = Path(model_dir)
-        with open(model_dir / MODEL_CONFIG_FILE, encoding="utf-8") as handle:
-            config = json.load(handle)
+        config = read_model_config(model_dir)
         self.classes: list[str] = list(config["classes"])
         self.image_size: int = int(config["image_size"])
         self.num_classes: int = int(config["num_classes"])
-        if len(self.classes) != self.num_classes:
-            raise ValueError(
-                f"{MODEL_CONFIG_FILE} lists {len(self.classes)} classes but num_classes={self.num_classes}"
-            )
         self._session = ort.InferenceSession(
             str(model_dir / model_file),
             sess_options=session_options(intra_op_threads),

@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import serving_contract
 from PIL import Image, ImageOps
+from serving_contract import (
+    DEFAULT_TOP_K,
+    IMAGE_CONTENT_TYPES,
+    JSON_CONTENT_TYPE,
+    MAX_TOP_K,
+    ONNX_MODEL_FILE,
+    read_model_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +50,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time payload limit
 MAX_SIDE = 10_000
 MAX_PIXELS = 40_000_000
-DEFAULT_TOP_K = 5
-MAX_TOP_K = 20
-IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image"})
-JSON_CONTENT_TYPE = "application/json"
 ACCEPTED_RESPONSE_TYPES = frozenset({"application/json", "application/*", "*/*"})
 RUNTIME_ENV = "DOG_BREED_RUNTIME"
-ONNX_MODEL_FILE = "model.int8.onnx"
 
 # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we treat both as errors.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -175,11 +179,6 @@ def preprocess(image_bytes: bytes, image_size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- model loading
-
-
-def read_model_config(model_dir: str | Path) -> dict[str, Any]:
-    with open(Path(model_dir) / "model_config.json", encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 class TorchPredictor:
@@ -314,11 +313,6 @@ def predict_fn(data: ImageRequest, model: Predictor) -> dict[str, Any]:
     }
 
 
-def breed_name(class_folder: str) -> str:
-    """``"002.Afghan_hound"`` -> ``"Afghan hound"``."""
-    return class_folder.split(".", 1)[-1].replace("_", " ")
-
-
 def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
     """JSON with the top-k breeds, most probable first."""
     media_types = {_media_type(part) for part in (accept or "*/*").split(",")}
@@ -327,13 +321,9 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
     probabilities = prediction["probabilities"]
     top_k = prediction["top_k"]
     order = np.argsort(-probabilities, kind="stable")[:top_k]
+    classes = prediction["classes"]
     predictions = [
-        {
-            "breed": breed_name(prediction["classes"][index]),
-            "class_folder": prediction["classes"][index],
-            "index": int(index),
-            "probability": round(float(probabilities[index]), 6),
-        }
+        serving_contract.prediction(classes[index], int(index), float(probabilities[index]))
         for index in order
     ]
-    return json.dumps({"predictions": predictions, "top_k": top_k, "runtime": prediction["runtime"]})
+    return json.dumps(serving_contract.response(predictions, top_k, prediction["runtime"]))

@@ -30,9 +30,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
+# Copies of serving_contract's (the zip holds this one file); tests/test_lambda_function.py pins them.
 IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image"})
-DEFAULT_CONTENT_TYPE = "image/jpeg"
 MAX_TOP_K = 20
+LATENCY_FIELD = "latency_ms"
+DEFAULT_CONTENT_TYPE = "image/jpeg"
 # InvokeEndpoint takes at most 6 MB; keep room for the JSON wrapper when top_k is sent.
 MAX_ENDPOINT_BODY_BYTES = 6 * 1024 * 1024 - 1024
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -183,7 +185,7 @@ def invoke(endpoint_name: str, request: EndpointRequest) -> dict[str, Any]:
         return _response(502, {"error": f"endpoint answered with invalid JSON: {error}"})
     if not isinstance(payload, dict):
         return _response(502, {"error": "endpoint answered with JSON that is not an object"})
-    payload["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    payload[LATENCY_FIELD] = round((time.perf_counter() - started) * 1000, 1)
     return _response(200, payload)
 
 

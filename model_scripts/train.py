@@ -56,6 +56,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inference
+import serving_contract
 
 logger = logging.getLogger("train")
 
@@ -589,11 +590,12 @@ def save_model_dir(
         "mean": list(inference.IMAGENET_MEAN),
         "std": list(inference.IMAGENET_STD),
     }
-    (model_dir / "model_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    config_file = model_dir / serving_contract.MODEL_CONFIG_FILE
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     code_dir = model_dir / "code"
     code_dir.mkdir(exist_ok=True)
     scripts = Path(__file__).resolve().parent
-    for name in ("inference.py", "fast_serving.py"):
+    for name in serving_contract.SERVING_CODE:
         if (scripts / name).is_file():
             shutil.copy2(scripts / name, code_dir / name)
     (code_dir / "requirements.txt").write_text("\n".join(SERVING_REQUIREMENTS) + "\n", encoding="utf-8")

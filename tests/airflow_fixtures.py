@@ -32,3 +32,20 @@ ACCOUNT = "123456789012"  # moto's default account
 def minimal_context() -> dict:
     """What our operators read from the context: nothing. Kept explicit so a test says so."""
     return {}
+
+
+# Operator arguments that AwsBaseOperator must hand to every client an operator makes.
+CLIENT_SETTINGS = {
+    "verify": False,
+    "botocore_config": {"read_timeout": 123, "retries": {"total_max_attempts": 7}},
+}
+
+
+def assert_client_settings_reached(client, service: str, region: str = REGION) -> None:
+    """``client`` is a ``service`` client built with CLIENT_SETTINGS and the operator's region
+    (IAM's clients are global: ``aws-global``)."""
+    assert client.meta.service_model.service_name == service
+    assert client.meta.region_name == region
+    assert client.meta.config.read_timeout == 123
+    assert client.meta.config.retries["total_max_attempts"] == 7
+    assert client._endpoint.http_session._verify is False

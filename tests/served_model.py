@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from serving_contract import SERVING_CODE
 
 from dog_breed.operators.lambda_deploy import HANDLER, RUNTIME, build_zip
 from dog_breed.policies import trust_policy
@@ -31,8 +32,6 @@ BUCKET = "reliability-models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/DogBreedSageMakerExecution"
 FAST_WAIT = {"Delay": 0.5, "MaxAttempts": 240}
-# The code SageMaker's PyTorch container would find under /opt/ml/model/code.
-SERVING_CODE = ("inference.py", "fast_serving.py")
 
 
 def client(url: str, service: str, read_timeout: float = 90, attempts: int = 1) -> Any:
@@ -53,7 +52,7 @@ def model_archive(model_dir: Path) -> bytes:
         for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
             tar.add(path, arcname=path.relative_to(model_dir).as_posix())
         present = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")}
-        for name in SERVING_CODE:
+        for name in SERVING_CODE:  # what the PyTorch container finds under /opt/ml/model/code
             if f"code/{name}" not in present:
                 tar.add(MODEL_SCRIPTS / name, arcname=f"code/{name}")
     return buffer.getvalue()

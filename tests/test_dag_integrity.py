@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import airflow_fixtures  # noqa: F401  (AIRFLOW_HOME before Airflow)
 import pytest
+
+from dog_breed.params import PARAM_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "dog_breed_pipeline"
@@ -96,6 +99,66 @@ def test_params_defaults_validate_and_bad_values_are_rejected(dag):
         param = copy.deepcopy(dag.params.get_param(name))
         with pytest.raises(ParamValidationError):
             param.resolve(bad)
+
+
+def test_each_param_is_declared_once_as_a_settings_field(dag):
+    """The DAG's Params are PipelineSettings' fields, with their defaults, in both directions."""
+    import dataclasses
+
+    from dog_breed.params import PipelineSettings
+
+    assert list(dag.params) == list(PARAM_SPECS)
+    assert set(dag.params) == {item.name for item in dataclasses.fields(PipelineSettings)}
+    assert PipelineSettings.from_params(dag.params.validate()) == PipelineSettings()
+    for name in dag.params:
+        assert dag.params.get_param(name).description, name
+
+
+def test_the_trigger_form_shows_the_sections_in_order_each_once(dag):
+    from dog_breed.params import SECTIONS
+
+    sections = [dag.params.get_param(name).schema["section"] for name in dag.params]
+    assert [section for section, _ in itertools.groupby(sections)] == list(SECTIONS)
+
+
+def test_the_serialized_dag_keeps_the_sections_the_form_reads(dag):
+    """The UI builds the form from the serialized DAG, not from the Python objects."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from dog_breed.params import SECTIONS
+
+    params = DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+    sections = [params.get_param(name).schema["section"] for name in params]
+    assert [section for section, _ in itertools.groupby(sections)] == list(SECTIONS)
+
+
+PARAM_REFERENCE = re.compile(r"\{\{\s*params\.(\w+)\s*\}\}")
+
+
+def test_operators_get_params_as_their_declared_types(dag):
+    """``render_template_as_native_obj``: "{{ params.x }}" renders to x's type, so no operator casts."""
+    import typing
+
+    from dog_breed.params import PipelineSettings
+
+    types = typing.get_type_hints(PipelineSettings)
+    context = {"params": dag.params.validate()}
+    rendered = {}
+    for task in dag.tasks:
+        for field_name in task.template_fields:
+            value = getattr(task, field_name)
+            if not isinstance(value, str):
+                continue
+            for name in PARAM_REFERENCE.findall(value):
+                assert name in types, f"{task.task_id}.{field_name} uses undeclared Param {name!r}"
+            if PARAM_REFERENCE.fullmatch(value):
+                name = PARAM_REFERENCE.fullmatch(value).group(1)
+                rendered[(task.task_id, field_name)] = task.render_template(value, context)
+                assert type(rendered[(task.task_id, field_name)]) is types[name], (task.task_id, field_name)
+    assert rendered[("autoscale", "min_capacity")] == 1
+    assert rendered[("deploy_lambda", "provisioned_concurrency")] == 2
+    assert rendered[("smoke_test", "image_count")] == 5
+    assert len(rendered) >= 12
 
 
 def test_sagemaker_operators_wait_long_enough_for_real_jobs(dag):

@@ -1,12 +1,17 @@
-"""Faults: a failing smoke test rolls the endpoint back without a failed request, and a
-local_aws restart under a waiting task ends the wait with a clear error instead of a hang.
+"""Faults: a failing smoke test rolls the endpoint back without a failed request (waiting
+in the worker, or deferred to a trigger that holds no worker slot), and a local_aws restart
+under a waiting task ends the wait with a clear error instead of a hang. The Lambda deploy's
+deferred wait for provisioned concurrency runs its trigger against the same stack.
 
-(The injected training failure needs a whole DAG run and lives in tests/test_e2e_pipeline.py,
-which already pays for one.)
+The operators reach local_aws the way the DAG does: through an Airflow connection whose
+``endpoint_url`` extra points at it. (The injected training failure needs a whole DAG run
+and lives in tests/test_e2e_pipeline.py, which already pays for one.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import textwrap
 import threading
@@ -14,9 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import airflow_fixtures  # noqa: F401  (AIRFLOW_HOME before Airflow)
 import pytest
 from bad_input_corpus import good_jpeg
-from served_model import FAST_WAIT, ServedModel, client, create_endpoint_config, serve_model
+from served_model import FAST_WAIT, REGION, ServedModel, client, create_endpoint_config, serve_model
 
 from local_aws.sandbox import LocalAwsProcess, upload_directory
 
@@ -24,6 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DATASET_URI = "s3://reliability-data/dogImages"
 SWAP_LOOP_SECONDS = 30.0
+CONN_ID = "served_local_aws"
+# One attempt per call and a long read, as served_model's own clients.
+BOTOCORE_CONFIG = {"read_timeout": 90, "retries": {"total_max_attempts": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +41,56 @@ def served(tmp_path_factory, trained_model_dir, sample_dataset_dir) -> ServedMod
     upload_directory(served.url, sample_dataset_dir, DATASET_URI)
     yield served
     served.server.stop()
+
+
+@pytest.fixture
+def connection(served, monkeypatch) -> str:
+    """An Airflow connection to the served stack, as the DAG's aws_default points at local_aws."""
+    extra = {"endpoint_url": served.url, "region_name": REGION}
+    conn = {"conn_type": "aws", "login": "local", "password": "local", "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+    return CONN_ID
+
+
+def serve_a_challenger(served: ServedModel) -> str:
+    """Put a new endpoint config live behind the Lambda's ``live`` alias; returns the one before."""
+    sagemaker, lam = served.client("sagemaker"), served.client("lambda")
+    previous = sagemaker.describe_endpoint(EndpointName=served.endpoint_name)["EndpointConfigName"]
+    challenger = create_endpoint_config(served.url, served.model_dir, "challenger")
+    sagemaker.update_endpoint(EndpointName=served.endpoint_name, EndpointConfigName=challenger)
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName=served.endpoint_name, WaiterConfig=FAST_WAIT
+    )
+    version = lam.publish_version(FunctionName=served.function_name)["Version"]
+    aliases = {alias["Name"] for alias in lam.list_aliases(FunctionName=served.function_name)["Aliases"]}
+    if "live" not in aliases:
+        lam.create_alias(FunctionName=served.function_name, Name="live", FunctionVersion=version)
+    return previous
+
+
+def smoke_test_that_fails(served: ServedModel, conn_id: str, previous: str, **overrides):
+    from dog_breed.operators.smoke_test import EndpointSmokeTestOperator
+
+    return EndpointSmokeTestOperator(
+        task_id="smoke_test",
+        function_name=served.function_name,
+        dataset_s3_uri=DATASET_URI,
+        endpoint_name=served.endpoint_name,
+        image_count=2,
+        min_top1_accuracy=1.01,  # an expectation no model meets: the smoke test must fail
+        rollback_endpoint_config=previous,
+        waiter_delay=1,
+        waiter_max_attempts=120,
+        aws_conn_id=conn_id,
+        botocore_config=BOTOCORE_CONFIG,
+        **overrides,
+    )
+
+
+async def first_event(trigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError(f"{trigger!r} ended without an event")
 
 
 @dataclass
@@ -57,31 +116,12 @@ class RequestLoop:
                 self.failures.append(f"{type(error).__name__}: {error}")
 
 
-def test_failing_smoke_test_rolls_back_with_the_endpoint_in_service(served, monkeypatch):
-    from dog_breed.operators.smoke_test import EndpointSmokeTestOperator, SmokeTestFailed
+def test_failing_smoke_test_rolls_back_with_the_endpoint_in_service(served, connection):
+    from dog_breed.operators.smoke_test import SmokeTestFailed
 
-    sagemaker, lam = served.client("sagemaker"), served.client("lambda")
-    previous = served.endpoint_config
-    challenger = create_endpoint_config(served.url, served.model_dir, "challenger")
-    sagemaker.update_endpoint(EndpointName=served.endpoint_name, EndpointConfigName=challenger)
-    sagemaker.get_waiter("endpoint_in_service").wait(
-        EndpointName=served.endpoint_name, WaiterConfig=FAST_WAIT
-    )
-    version = lam.publish_version(FunctionName=served.function_name)["Version"]
-    lam.create_alias(FunctionName=served.function_name, Name="live", FunctionVersion=version)
-
-    monkeypatch.setattr(EndpointSmokeTestOperator, "get_client", lambda self, kind: served.client(kind))
-    operator = EndpointSmokeTestOperator(
-        task_id="smoke_test",
-        function_name=served.function_name,
-        dataset_s3_uri=DATASET_URI,
-        endpoint_name=served.endpoint_name,
-        image_count=2,
-        min_top1_accuracy=1.01,  # an expectation no model meets: the smoke test must fail
-        rollback_endpoint_config=previous,
-        waiter_delay=1,
-        waiter_max_attempts=120,
-    )
+    sagemaker = served.client("sagemaker")
+    previous = serve_a_challenger(served)
+    operator = smoke_test_that_fails(served, connection, previous, deferrable=False)
     loop = RequestLoop(served)
     thread = threading.Thread(target=loop.run, name="swap-loop")
     thread.start()
@@ -99,6 +139,58 @@ def test_failing_smoke_test_rolls_back_with_the_endpoint_in_service(served, monk
     assert endpoint["EndpointStatus"] == "InService"
     assert loop.failures == [], f"{len(loop.failures)} requests failed during the swap: {loop.failures[:3]}"
     assert loop.ok > 0, "no request went through during the rollback"
+
+
+def test_a_deferred_rollback_waits_in_the_trigger_and_ends_in_service(served, connection):
+    """The hour-long wait of a rollback runs in the triggerer: the task defers right after
+    UpdateEndpoint, the provider's SageMakerTrigger polls the endpoint back to InService, and
+    the resumed task puts the champion tags back and fails with the smoke test's reason."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from dog_breed.operators.smoke_test import SmokeTestFailed
+
+    sagemaker = served.client("sagemaker")
+    previous = serve_a_challenger(served)
+    operator = smoke_test_that_fails(served, connection, previous, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    event = asyncio.run(asyncio.wait_for(first_event(deferred.value.trigger), timeout=240))
+    assert event["status"] == "success", event
+    resumed = getattr(operator, deferred.value.method_name)
+    with pytest.raises(SmokeTestFailed, match="accuracy"):
+        resumed({}, event, **deferred.value.kwargs)
+    endpoint = sagemaker.describe_endpoint(EndpointName=served.endpoint_name)
+    assert (endpoint["EndpointConfigName"], endpoint["EndpointStatus"]) == (previous, "InService")
+
+
+def test_a_deferred_lambda_deploy_waits_for_provisioned_concurrency_in_the_trigger(served, connection):
+    """Against local_aws (which allocates provisioned concurrency for real, IN_PROGRESS then
+    READY), the trigger's async waiter from waiters/lambda.json sees READY."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from dog_breed.operators.lambda_deploy import LambdaDeployFunctionOperator
+
+    operator = LambdaDeployFunctionOperator(
+        task_id="deploy_lambda",
+        function_name=f"deferred-{uuid.uuid4().hex[:6]}",
+        endpoint_name=served.endpoint_name,
+        provisioned_concurrency=1,
+        waiter_delay=1,
+        waiter_max_attempts=120,
+        deferrable=True,
+        aws_conn_id=connection,
+        botocore_config=BOTOCORE_CONFIG,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    event = asyncio.run(asyncio.wait_for(first_event(deferred.value.trigger), timeout=240))
+    assert event == {"status": "success", "qualifier": "live"}
+    result = getattr(operator, deferred.value.method_name)({}, event, **deferred.value.kwargs)
+    assert result["ProvisionedConcurrency"] == 1 and result["Alias"] == "live"
+    config = served.client("lambda").get_provisioned_concurrency_config(
+        FunctionName=result["FunctionName"], Qualifier="live"
+    )
+    assert config["Status"] == "READY"
 
 
 # ------------------------------------------------------------------------ restart under a wait

@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from functools import partial
 
 import inference
 import numpy as np
 import pytest
+import serving_contract
 from inference import InferenceError, input_fn, model_fn, output_fn, predict_fn, preprocess
 from PIL import Image
 from torchvision import transforms
@@ -158,8 +162,42 @@ def test_json_request_with_top_k(torch_predictor, sample_dataset_dir):
     request = input_fn(body, "application/json; charset=utf-8")  # the toolkit hands JSON over as str
     answer = json.loads(output_fn(predict_fn(request, torch_predictor), "*/*"))
     assert answer["top_k"] == 2 and len(answer["predictions"]) == 2
-    assert {"breed", "class_folder", "index", "probability"} == set(answer["predictions"][0])
-    assert inference.breed_name("002.Afghan_hound") == "Afghan hound"
+    assert set(serving_contract.PREDICTION_FIELDS) == set(answer["predictions"][0])
+    assert answer["predictions"][0]["breed"] == serving_contract.breed_name(
+        answer["predictions"][0]["class_folder"]
+    )
+    assert serving_contract.breed_name("002.Afghan_hound") == "Afghan hound"
+
+
+def test_answers_keep_the_serving_contract(torch_predictor, sample_dataset_dir):
+    """What output_fn writes is what the smoke test checks (serving_contract.response_problems)."""
+    image = next((sample_dataset_dir / "test" / "003.Airedale_terrier").glob("*.jpg")).read_bytes()
+    for top_k in (1, 3):
+        body = json.dumps({"image": base64.b64encode(image).decode(), "top_k": top_k})
+        answer = json.loads(output_fn(predict_fn(input_fn(body, "application/json"), torch_predictor), "*/*"))
+        assert serving_contract.response_problems(answer, classes=torch_predictor.classes, top_k=top_k) == []
+    broken = {**answer, "predictions": answer["predictions"][::-1] + answer["predictions"]}
+    assert serving_contract.response_problems(broken, classes=torch_predictor.classes, top_k=3)
+
+
+def test_the_model_directory_serves_from_its_own_code_dir(trained_model_dir, tmp_path):
+    """SageMaker imports code/inference.py with only code/ on sys.path: everything it imports is there."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import inference; "
+        "model = inference.model_fn(sys.argv[2]); print(len(model.classes))"
+    )
+    code_dir = trained_model_dir / "code"
+    assert {path.name for path in code_dir.glob("*.py")} == set(serving_contract.SERVING_CODE)
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(code_dir), str(trained_model_dir)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, inference.RUNTIME_ENV: "torch", "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["4"]
 
 
 def test_predictor_contract(torch_predictor):

@@ -185,3 +185,32 @@ def test_client_is_created_once(monkeypatch):
     first = lambda_function.runtime_client()
     assert first is lambda_function.runtime_client()
     assert first.meta.endpoint_url == "http://127.0.0.1:4566"
+
+
+def test_the_deliberate_copies_match_the_serving_contract():
+    """The zip holds lambda_function.py alone, so it copies these; the copies must not drift."""
+    import serving_contract
+
+    assert lambda_function.IMAGE_CONTENT_TYPES == serving_contract.IMAGE_CONTENT_TYPES
+    assert lambda_function.MAX_TOP_K == serving_contract.MAX_TOP_K
+    assert lambda_function.LATENCY_FIELD == serving_contract.LATENCY_FIELD
+
+
+def test_a_good_answer_leaves_with_the_latency_the_contract_names(runtime):
+    import serving_contract
+
+    answer = serving_contract.response(
+        [
+            serving_contract.prediction("004.Akita", 3, 0.9),
+            serving_contract.prediction("001.Affenpinscher", 0, 0.1),
+        ],
+        top_k=2,
+        runtime="onnx-int8",
+    )
+    expect_call(runtime, IMAGE, "image/jpeg", answer)
+    status, body = call({"image": IMAGE_B64})
+    assert status == 200
+    problems = serving_contract.response_problems(
+        body, classes={"004.Akita", "001.Affenpinscher"}, top_k=2, with_latency=True
+    )
+    assert problems == []

@@ -7,12 +7,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dog_breed.operators.autoscaling import (
-    PREDEFINED_METRIC,
-    SageMakerEndpointAutoscalingOperator,
-    deregister_if_registered,
-    variant_resource_id,
-)
+from dog_breed.hooks import ApplicationAutoScalingHook
+from dog_breed.operators.autoscaling import SageMakerEndpointAutoscalingOperator
+from dog_breed.specs import PREDEFINED_METRIC, variant_resource_id
 
 RESOURCE = variant_resource_id("ep")
 
@@ -34,7 +31,7 @@ def state(client) -> tuple[list, list]:
 @mock_aws
 def test_registers_target_and_target_tracking_policy_with_cooldowns():
     result = make_operator(
-        min_capacity="1", max_capacity="3", target_invocations_per_instance="10", scale_in_cooldown=120
+        min_capacity=1, max_capacity=3, target_invocations_per_instance=10, scale_in_cooldown=120
     ).execute(airflow_fixtures.minimal_context())
     client = boto3.client("application-autoscaling", region_name=airflow_fixtures.REGION)
     targets, policies = state(client)
@@ -68,10 +65,16 @@ def test_rerun_is_idempotent_and_a_changed_run_updates_in_place():
 @mock_aws
 def test_deregister_before_an_instance_type_change():
     client = boto3.client("application-autoscaling", region_name=airflow_fixtures.REGION)
-    assert deregister_if_registered(client, RESOURCE) is False
+    hook = ApplicationAutoScalingHook(aws_conn_id="aws_default", region_name=airflow_fixtures.REGION)
+    assert hook.deregister_variant(RESOURCE) is False
     make_operator().execute({})
-    assert deregister_if_registered(client, RESOURCE) is True
+    assert hook.deregister_variant(RESOURCE) is True
     assert state(client) == ([], [])
+
+
+def test_the_connection_settings_reach_the_client():
+    operator = make_operator(**airflow_fixtures.CLIENT_SETTINGS)
+    airflow_fixtures.assert_client_settings_reached(operator.hook.conn, "application-autoscaling")
 
 
 def test_rejects_min_above_max_before_calling_aws():
@@ -81,6 +84,9 @@ def test_rejects_min_above_max_before_calling_aws():
 
 def test_template_fields_cover_every_setting():
     assert set(SageMakerEndpointAutoscalingOperator.template_fields) >= {
+        "aws_conn_id",
+        "region_name",
+        "verify",
         "endpoint_name",
         "min_capacity",
         "max_capacity",

@@ -1,6 +1,6 @@
-"""EndpointSmokeTestOperator: test images from moto S3, Lambda answers from a fake handler
-(moto's invoke needs Docker), SageMaker rollback through botocore's Stubber (moto cannot
-UpdateEndpoint)."""
+"""EndpointSmokeTestOperator: test images from moto S3, Lambda answers from a fake handler on
+the operator's own Lambda client (moto's invoke needs Docker), SageMaker rollback through
+botocore's Stubber on its SageMaker client (moto cannot UpdateEndpoint)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class FakeLambda:
 
 
 @pytest.fixture
-def world(monkeypatch):
+def world():
+    """Test images in moto's S3; the operator's Lambda and SageMaker clients are faked per test."""
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="data")
@@ -72,11 +73,7 @@ def world(monkeypatch):
                 s3.put_object(
                     Bucket="data", Key=f"dogImages/test/{folder}/{folder}_{i}.jpg", Body=b"\xff\xd8jpeg"
                 )
-        lam = boto3.client("lambda", region_name=REGION)
-        sagemaker = boto3.client("sagemaker", region_name=REGION)
-        clients = {"s3": s3, "lambda": lam, "sagemaker": sagemaker}
-        monkeypatch.setattr(EndpointSmokeTestOperator, "get_client", lambda self, kind: clients[kind])
-        yield clients
+        yield
 
 
 def make_operator(**overrides) -> EndpointSmokeTestOperator:
@@ -85,16 +82,19 @@ def make_operator(**overrides) -> EndpointSmokeTestOperator:
         "function_name": "fn",
         "dataset_s3_uri": "s3://data/dogImages",
         "endpoint_name": "ep",
-        "image_count": "4",
+        "image_count": 4,
+        "region_name": REGION,
         "waiter_delay": 0,
+        "deferrable": False,
     }
     return EndpointSmokeTestOperator(**{**args, **overrides})
 
 
 def test_passes_and_reports_latency_and_top1(world):
     fake = FakeLambda(good_answer)
-    fake.install(world["lambda"])
-    report = make_operator().execute({})
+    operator = make_operator()
+    fake.install(operator.hook.conn)
+    report = operator.execute({})
     assert report["images"] == 4 and len(fake.events) == 4
     assert {e["content_type"] for e in fake.events} == {"image/jpeg"} and fake.events[0]["top_k"] == 3
     assert report["top1_accuracy"] == pytest.approx(2 / 4)  # the fake always answers the first breed
@@ -102,49 +102,113 @@ def test_passes_and_reports_latency_and_top1(world):
     assert report["runtime"] == "onnxruntime" and report["problems"] == []
 
 
+def failing_operator(**overrides) -> EndpointSmokeTestOperator:
+    """A smoke test whose Lambda answers 500, with a rollback target."""
+    operator = make_operator(rollback_endpoint_config="old-config", **overrides)
+    FakeLambda(lambda event: {"statusCode": 500, "body": "boom"}).install(operator.hook.conn)
+    return operator
+
+
+def expect_rollback_start(stub: Stubber) -> None:
+    stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})  # pre-check
+    stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": EP_ARN},
+        {"EndpointName": "ep", "EndpointConfigName": "old-config"},
+    )
+
+
+def expect_rollback_end(stub: Stubber) -> None:
+    """The endpoint serves old-config again: its champion tags go back on the endpoint."""
+    stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})
+    stub.add_response("describe_endpoint_config", endpoint_config(), {"EndpointConfigName": "old-config"})
+    stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})
+    stub.add_response(
+        "list_tags", {"Tags": [{"Key": TAG_TEST_ACCURACY, "Value": "0.8"}]}, {"ResourceArn": CFG_ARN}
+    )
+    stub.add_response(
+        "add_tags",
+        {"Tags": []},
+        {"ResourceArn": EP_ARN, "Tags": [{"Key": TAG_TEST_ACCURACY, "Value": "0.8"}]},
+    )
+
+
 def test_bad_answers_roll_back_to_the_previous_config_then_fail(world):
-    FakeLambda(lambda event: {"statusCode": 500, "body": "boom"}).install(world["lambda"])
-    sagemaker = world["sagemaker"]
-    with Stubber(sagemaker) as stub:
-        stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})  # pre-check
-        stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})
-        stub.add_response(
-            "update_endpoint",
-            {"EndpointArn": EP_ARN},
-            {"EndpointName": "ep", "EndpointConfigName": "old-config"},
-        )
+    operator = failing_operator()
+    with Stubber(operator.sagemaker_hook.conn) as stub:
+        expect_rollback_start(stub)
         stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})  # waiter
-        stub.add_response("describe_endpoint_config", endpoint_config(), {"EndpointConfigName": "old-config"})
-        stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})
-        stub.add_response(
-            "list_tags", {"Tags": [{"Key": TAG_TEST_ACCURACY, "Value": "0.8"}]}, {"ResourceArn": CFG_ARN}
-        )
-        stub.add_response(
-            "add_tags",
-            {"Tags": []},
-            {"ResourceArn": EP_ARN, "Tags": [{"Key": TAG_TEST_ACCURACY, "Value": "0.8"}]},
-        )
+        expect_rollback_end(stub)
         with pytest.raises(SmokeTestFailed, match="statusCode 500"):
-            make_operator(rollback_endpoint_config="old-config").execute({})
+            operator.execute({})
+        stub.assert_no_pending_responses()
+
+
+def test_the_rollback_wait_defers_and_holds_no_worker_slot(world):
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    operator = failing_operator(deferrable=True, waiter_delay=30, waiter_max_attempts=120)
+    with Stubber(operator.sagemaker_hook.conn) as stub:
+        expect_rollback_start(stub)
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute({})
+        stub.assert_no_pending_responses()
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SageMakerTrigger) and trigger.waiter_name == "endpoint_in_service"
+    assert (trigger.job_name, trigger.waiter_delay, trigger.attempts) == ("ep", 30, 120)
+    assert deferred.value.timeout.total_seconds() >= 3600
+    with Stubber(operator.sagemaker_hook.conn) as stub:
+        expect_rollback_end(stub)
+        with pytest.raises(SmokeTestFailed, match="statusCode 500"):
+            operator.execute_complete({}, {"status": "success", "job_name": "ep"}, **deferred.value.kwargs)
+        stub.assert_no_pending_responses()
+    with pytest.raises(SmokeTestFailed, match="did not finish: Waiter endpoint_in_service failed"):
+        operator.execute_complete(
+            {}, {"status": "error", "message": "Waiter endpoint_in_service failed"}, **deferred.value.kwargs
+        )
+
+
+def test_a_rollback_that_does_not_take_says_where_the_endpoint_is(world):
+    operator = failing_operator()
+    still_new = {**endpoint("new-config"), "FailureReason": "old-config's model cannot be loaded"}
+    with Stubber(operator.sagemaker_hook.conn) as stub:
+        expect_rollback_start(stub)
+        stub.add_response("describe_endpoint", still_new, {"EndpointName": "ep"})  # waiter: InService
+        stub.add_response("describe_endpoint", still_new, {"EndpointName": "ep"})
+        with pytest.raises(
+            SmokeTestFailed, match=r"InService on new-config \(old-config's model cannot be loaded"
+        ):
+            operator.execute({})
         stub.assert_no_pending_responses()
 
 
 def test_a_retry_after_a_rollback_fails_without_testing_the_old_model(world):
     fake = FakeLambda(good_answer)
-    fake.install(world["lambda"])
-    with Stubber(world["sagemaker"]) as stub:
+    operator = make_operator(rollback_endpoint_config="old-config")
+    fake.install(operator.hook.conn)
+    with Stubber(operator.sagemaker_hook.conn) as stub:
         stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})
         with pytest.raises(SmokeTestFailed, match="rolled it back"):
-            make_operator(rollback_endpoint_config="old-config").execute({})
+            operator.execute({})
     assert fake.events == []
 
 
 def test_first_deployment_failure_fails_without_rollback(world):
-    FakeLambda(lambda event: {"statusCode": 200, "body": "{}"}).install(world["lambda"])
-    with Stubber(world["sagemaker"]) as stub:  # no SageMaker call expected at all
+    operator = make_operator()
+    FakeLambda(lambda event: {"statusCode": 200, "body": "{}"}).install(operator.hook.conn)
+    with Stubber(operator.sagemaker_hook.conn) as stub:  # no SageMaker call expected at all
         with pytest.raises(SmokeTestFailed):
-            make_operator().execute({})
+            operator.execute({})
         stub.assert_no_pending_responses()
+
+
+def test_the_connection_settings_reach_every_client():
+    operator = make_operator(**airflow_fixtures.CLIENT_SETTINGS)
+    airflow_fixtures.assert_client_settings_reached(operator.hook.conn, "lambda")
+    airflow_fixtures.assert_client_settings_reached(operator.s3_hook.conn, "s3")
+    airflow_fixtures.assert_client_settings_reached(operator.sagemaker_hook.conn, "sagemaker")
 
 
 def endpoint(config: str) -> dict:

@@ -1,4 +1,5 @@
-"""The DAG's Python task bodies (dog_breed.tasks) for the dataset and the source package, on moto S3."""
+"""The DAG's Python task bodies (dog_breed.tasks) on moto: the dataset and the source package
+in S3, the rollback bookkeeping and champion tags in SageMaker, autoscaling deregistration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dog_breed import packaging, tasks
+from dog_breed import gate, packaging, specs, tasks
 from dog_breed.dataset import DatasetError
 
 REGION = airflow_fixtures.REGION
@@ -73,3 +74,61 @@ def test_tarball_is_deterministic_and_skips_caches(tmp_path):
     assert packaging.build_tarball(tmp_path) == first
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert tar.getnames() == ["inference.py"]
+
+
+@pytest.fixture
+def sagemaker():
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name=REGION)
+        client.create_model(
+            ModelName="m",
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+            PrimaryContainer={"Image": "i"},
+        )
+        yield client
+
+
+def endpoint_config(sagemaker, name: str, instance_type: str, tags: dict[str, str] | None = None) -> str:
+    variant = {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1}
+    return sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{**variant, "InstanceType": instance_type}],
+        Tags=specs.tags(tags or {}),
+    )["EndpointConfigArn"]
+
+
+def test_prepare_endpoint_update_records_the_rollback_target_and_frees_the_variant(sagemaker):
+    """An instance type change deregisters autoscaling (UpdateEndpoint refuses it otherwise);
+    the config live before is kept as a tag on the new one, so a rerun still knows it."""
+    endpoint_config(sagemaker, "old", "ml.m5.large")
+    new_arn = endpoint_config(sagemaker, "new", "ml.m5.xlarge")
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="old")
+    autoscaling = boto3.client("application-autoscaling", region_name=REGION)
+    autoscaling.register_scalable_target(
+        **specs.register_target_request(specs.variant_resource_id("ep"), 1, 2)
+    )
+    params = {"endpoint_name": "ep", "endpoint_instance_type": "ml.m5.xlarge"}
+    new = {"EndpointConfig": {"EndpointConfigName": "new", "EndpointConfigArn": new_arn}}
+
+    assert tasks.prepare_endpoint_update(new, params=params) == {
+        "previous_endpoint_config": "old",
+        "deregistered_autoscaling": True,
+    }
+    assert autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    # After the update (moto cannot UpdateEndpoint: an endpoint already on "new" stands for it).
+    sagemaker.create_endpoint(EndpointName="ep-updated", EndpointConfigName="new")
+    rerun = tasks.prepare_endpoint_update(new, params={**params, "endpoint_name": "ep-updated"})
+    assert rerun == {"previous_endpoint_config": "old", "deregistered_autoscaling": False}
+    assert tasks.prepare_endpoint_update(new, params={**params, "endpoint_name": "first"}) == {
+        "previous_endpoint_config": None,
+        "deregistered_autoscaling": False,
+    }
+
+
+def test_tag_endpoint_makes_the_endpoint_carry_its_configs_champion_tags(sagemaker):
+    champion = gate.champion_tags(test_accuracy=0.91, model_name="m", training_job="t", dag_run="r")
+    endpoint_config(sagemaker, "c", "ml.m5.large", {**champion, "project": "dog-breed-pipeline"})
+    arn = sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="c")["EndpointArn"]
+    deployed = {"Endpoint": {"EndpointName": "ep", "EndpointConfigName": "c"}}
+    assert tasks.tag_endpoint(deployed, params={"endpoint_name": "ep"}) == champion
+    assert specs.tags_as_dict(sagemaker.list_tags(ResourceArn=arn)["Tags"]) == champion

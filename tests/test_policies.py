@@ -13,9 +13,9 @@ from dog_breed.policies import (
     airflow_worker_policy,
     lambda_invoke_endpoint_policy,
     sagemaker_execution_policy,
-    split_s3_uri,
     trust_policy,
 )
+from dog_breed.s3uri import split_s3_uri
 
 ARGS = {"region": "us-east-1", "account": "123456789012"}
 

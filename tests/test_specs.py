@@ -11,7 +11,6 @@ from botocore.validate import ParamValidator
 
 from dog_breed import specs
 from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
-from dog_breed.operators.autoscaling import register_target_request, scaling_policy_request
 from dog_breed.operators.lambda_deploy import desired_configuration
 from dog_breed.params import PipelineSettings
 
@@ -124,9 +123,11 @@ def test_hosting_requests_are_valid():
 
 
 def test_autoscaling_and_lambda_requests_are_valid():
-    resource = "endpoint/dog-breed-classifier/variant/AllTraffic"
-    assert_valid("application-autoscaling", "RegisterScalableTarget", register_target_request(resource, 1, 3))
-    policy = scaling_policy_request(resource, "p", 10, 120, 30)
+    resource = specs.variant_resource_id("dog-breed-classifier")
+    assert resource == "endpoint/dog-breed-classifier/variant/AllTraffic"
+    target = specs.register_target_request(resource, 1, 3)
+    assert_valid("application-autoscaling", "RegisterScalableTarget", target)
+    policy = specs.scaling_policy_request(resource, "p", 10, 120, 30)
     assert_valid("application-autoscaling", "PutScalingPolicy", policy)
     config = desired_configuration(
         function_name="f",
@@ -143,3 +144,10 @@ def test_training_hyperparameters_take_the_tuned_values_and_the_final_epochs():
     static = specs.encode_hyperparameters({"epochs": 2, "lr": 0.1, "sagemaker_program": "train.py"})
     merged = specs.training_hyperparameters(static, {"lr": "0.003"}, 9)
     assert merged == {"epochs": "9", "lr": "0.003", "sagemaker_program": '"train.py"'}
+
+
+def test_tags_go_to_aws_sorted_and_come_back_as_they_were():
+    values = {"b": "2", "a": "1"}
+    assert specs.tags(values) == [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]
+    assert specs.tags_as_dict(specs.tags(values)) == values
+    assert_valid("sagemaker", "AddTags", {"ResourceArn": "arn:aws:sagemaker:x", "Tags": specs.tags(values)})

@@ -1,4 +1,5 @@
-"""The Airflow UI as a person uses it: log in, open the DAG's trigger form, see the Params, trigger.
+"""The Airflow UI as a person uses it: log in, open the DAG's trigger form, see the Params
+grouped in their sections, trigger.
 
 Playwright drives Debian's chromium (headless); screenshots go to tests/artifacts/ (git-ignored).
 The run this test triggers has the form's values in its conf; it is stopped right after, since
@@ -7,12 +8,14 @@ only the REST test needs a run to finish.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dog_breed.params import PARAM_SPECS, SECTIONS
 from local_aws.airflow_stack import DAG_ID, AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -29,14 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-PARAM_LABELS = (
-    "dataset_s3_uri",
-    "tuning_strategy",
-    "epochs",
-    "image_size",
-    "endpoint_name",
-    "accuracy_threshold",
-)
 FORM_VALUES = {"image_size": "32", "epochs": "1", "tuning_max_jobs": "2"}
 UI_TIMEOUT_MS = 60_000
 
@@ -79,11 +74,11 @@ def test_log_in_trigger_with_params_and_see_the_run(stack: AirflowStack, page) -
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(f"Trigger Dag - {DAG_ID}")).to_be_visible()
-    for label in PARAM_LABELS:
-        expect(dialog.locator("label", has_text=label).first).to_be_visible()
+    check_sections(dialog)
+    open_section(dialog, "dataset_s3_uri")
     expect(dialog.locator("[name=element_dataset_s3_uri]")).to_have_value("s3://dog-breed-pipeline/dogImages")
-    page.screenshot(path=str(ARTIFACTS / "trigger_form.png"))
     for name, value in FORM_VALUES.items():
+        open_section(dialog, name)
         dialog.locator(f"[name=element_{name}]").fill(value)
 
     dialog.get_by_role("button", name="Trigger").click()
@@ -95,6 +90,44 @@ def test_log_in_trigger_with_params_and_see_the_run(stack: AirflowStack, page) -
     expect(page.get_by_text(run["dag_run_id"]).first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "triggered_run.png"))
     stop_all_runs(stack)
+
+
+def section_triggers(dialog):
+    """The form's accordion headers (the Param sections, then Advanced Options)."""
+    return dialog.locator("[data-scope=accordion][data-part=item-trigger]")
+
+
+def param_label(dialog, name: str):
+    """The form's label of Param ``name`` (its name, and a * when required), not a longer one."""
+    return dialog.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*\*?\s*$"))
+
+
+def open_section(dialog, param: str) -> None:
+    """Expand the section holding ``param`` (the form shows one section at a time)."""
+    from playwright.sync_api import expect
+
+    field = dialog.locator(f"[name=element_{param}]")
+    if not field.is_visible():
+        section_triggers(dialog).filter(has_text=PARAM_SPECS[param]["section"]).click()
+    expect(field).to_be_visible()
+
+
+def check_sections(dialog) -> None:
+    """Every section, in order, and in each exactly its Params: the most-changed ones first."""
+    from playwright.sync_api import expect
+
+    expect(section_triggers(dialog).first).to_be_visible()
+    titles = [text.strip() for text in section_triggers(dialog).all_inner_texts()]
+    assert titles[: len(SECTIONS)] == list(SECTIONS), titles
+    for index, section in enumerate(SECTIONS):
+        members = [name for name, spec in PARAM_SPECS.items() if spec["section"] == section]
+        section_triggers(dialog).filter(has_text=section).click()
+        for name in members:
+            expect(param_label(dialog, name)).to_be_visible()
+        for name in (name for name, spec in PARAM_SPECS.items() if spec["section"] != section):
+            expect(param_label(dialog, name)).to_be_hidden()
+        page = dialog.page
+        page.screenshot(path=str(ARTIFACTS / f"trigger_form_{index}_{section.replace(' ', '_').lower()}.png"))
 
 
 def stop_all_runs(stack: AirflowStack) -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dog_breed.policies import split_s3_uri
+from dog_breed.s3uri import split_s3_uri
 
 SPLITS = ("train", "valid", "test")
 CLASS_FOLDER = re.compile(r"^(\d{3})\.(\S+)$")
@@ -33,12 +33,6 @@ class DatasetSummary:
             "classes": list(self.classes),
             "images_per_split": {split: sum(per_class.values()) for split, per_class in self.counts.items()},
         }
-
-
-def breed_name(class_folder: str) -> str:
-    """``013.Australian_cattle_dog`` -> ``Australian cattle dog``."""
-    match = CLASS_FOLDER.match(class_folder)
-    return (match.group(2) if match else class_folder).replace("_", " ")
 
 
 def count_images(keys: Iterable[str], root_prefix: str) -> dict[str, Counter]:

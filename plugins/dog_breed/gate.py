@@ -1,12 +1,13 @@
 """Champion/challenger gate: deploy only a model at least as good as the threshold and the live one.
 
 The live model's test accuracy is kept as a tag on the endpoint (``TAG_TEST_ACCURACY``),
-so the decision needs no database beyond SageMaker itself.
+so the decision needs no database beyond SageMaker itself. Pure: the tags are read and
+written by ``dog_breed.hooks.PipelineSageMakerHook``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from dog_breed.metrics import TEST_ACCURACY_METRIC
@@ -16,6 +17,9 @@ TAG_TEST_ACCURACY = f"{TAG_PREFIX}test-accuracy"
 TAG_MODEL_NAME = f"{TAG_PREFIX}model-name"
 TAG_TRAINING_JOB = f"{TAG_PREFIX}training-job"
 TAG_DAG_RUN = f"{TAG_PREFIX}dag-run"
+CHAMPION_TAG_KEYS = (TAG_TEST_ACCURACY, TAG_MODEL_NAME, TAG_TRAINING_JOB, TAG_DAG_RUN)
+# Kept on each endpoint config the pipeline creates: the config live before it (the rollback target).
+TAG_PREVIOUS_ENDPOINT_CONFIG = f"{TAG_PREFIX}previous-endpoint-config"
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,6 @@ def final_metric(training_description: Mapping, metric_name: str = TEST_ACCURACY
     raise ValueError(f"training job {job} reported no {metric_name!r} metric (FinalMetricDataList)")
 
 
-def tags_to_dict(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in tags}
-
-
 def champion_accuracy(endpoint_tags: Mapping[str, str]) -> float | None:
     """The live model's test accuracy, or None when there is no tagged live model."""
     raw = endpoint_tags.get(TAG_TEST_ACCURACY)
@@ -94,27 +94,3 @@ def champion_tags(
         TAG_TRAINING_JOB: training_job,
         TAG_DAG_RUN: dag_run[:256],
     }
-
-
-# Kept on each endpoint config the pipeline creates: the config live before it (the rollback target).
-TAG_PREVIOUS_ENDPOINT_CONFIG = f"{TAG_PREFIX}previous-endpoint-config"
-CHAMPION_TAG_KEYS = (TAG_TEST_ACCURACY, TAG_MODEL_NAME, TAG_TRAINING_JOB, TAG_DAG_RUN)
-
-
-def copy_champion_tags(sagemaker_client, *, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
-    """Make the endpoint's champion tags those of the endpoint config it now serves.
-
-    Each endpoint config is created with the tags of its model (``champion_tags``), so a
-    deploy and a rollback both end with tags that describe what is live.
-    """
-    config_arn = sagemaker_client.describe_endpoint_config(EndpointConfigName=endpoint_config_name)[
-        "EndpointConfigArn"
-    ]
-    endpoint_arn = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointArn"]
-    config_tags = tags_to_dict(sagemaker_client.list_tags(ResourceArn=config_arn).get("Tags", []))
-    champion = {key: config_tags[key] for key in CHAMPION_TAG_KEYS if key in config_tags}
-    if champion:
-        sagemaker_client.add_tags(
-            ResourceArn=endpoint_arn, Tags=[{"Key": k, "Value": v} for k, v in sorted(champion.items())]
-        )
-    return champion

@@ -13,8 +13,6 @@ regex here matches its output, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import re
-
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 METRIC_LINE_PREFIX = "[metrics]"
@@ -36,14 +34,3 @@ METRIC_DEFINITIONS: list[dict[str, str]] = [
 
 TUNING_OBJECTIVE: dict[str, str] = {"Type": "Maximize", "MetricName": "valid:best_accuracy"}
 TEST_ACCURACY_METRIC = "test:accuracy"
-
-
-def scrape(log_text: str, definitions: list[dict[str, str]] = METRIC_DEFINITIONS) -> dict[str, float]:
-    """Last value of each metric in ``log_text``, as SageMaker reports FinalMetricDataList."""
-    found: dict[str, float] = {}
-    for line in log_text.splitlines():
-        for definition in definitions:
-            match = re.search(definition["Regex"], line)
-            if match:
-                found[definition["Name"]] = float(match.group(1))
-    return found

@@ -1,4 +1,5 @@
-"""Deterministic ``sourcedir.tar.gz`` of ``model_scripts/`` under a content-addressed S3 key.
+"""``model_scripts/``, the container code the plugin ships: where it is, a deterministic
+``sourcedir.tar.gz`` of it under a content-addressed S3 key, and its modules for the plugin.
 
 Same sources -> same bytes -> same key, so a rerun uploads nothing and a training
 job's ``sagemaker_submit_directory`` always names exactly the code it ran.
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
+import sys
 import tarfile
 from pathlib import Path
+from types import ModuleType
 
 EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -22,6 +26,30 @@ def default_model_scripts_dir() -> Path:
     """``model_scripts/`` beside ``plugins/``, unless DOG_BREED_MODEL_SCRIPTS says otherwise."""
     override = os.environ.get(MODEL_SCRIPTS_ENV)
     return Path(override) if override else Path(__file__).resolve().parents[2] / "model_scripts"
+
+
+def model_script(name: str) -> ModuleType:
+    """Import ``model_scripts/<name>.py``, the same file the pipeline ships to the containers.
+
+    The container code is not a package of this plugin (it must import without it), and
+    ``model_scripts/`` is not on the workers' ``sys.path``; the plugin already reads it from
+    ``default_model_scripts_dir()`` to package it, so it loads the modules it shares from
+    there too (``serving_contract``). One module object per name, as ``import`` would give.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    path = default_model_scripts_dir() / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ModuleNotFoundError(f"no {path} (set {MODEL_SCRIPTS_ENV} to the model_scripts directory)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def source_files(src_dir: Path) -> list[Path]:

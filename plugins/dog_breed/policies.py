@@ -5,19 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from dog_breed.naming import lambda_role_name
+from dog_breed.s3uri import split_s3_uri
 from dog_breed.specs import endpoint_arn
 
 VERSION = "2012-10-17"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key/prefix`` -> (``bucket``, ``key/prefix``) without slashes at the ends."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key.strip("/")
 
 
 def trust_policy(service: str) -> dict[str, Any]:

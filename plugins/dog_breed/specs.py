@@ -1,4 +1,4 @@
-"""Pure builders: PipelineSettings -> boto3-shaped SageMaker request dicts.
+"""Pure builders: PipelineSettings -> boto3-shaped request dicts (SageMaker, Application Auto Scaling).
 
 Image URIs and the Debugger rule image are arguments: a task resolves them at run
 time with the sagemaker SDK (``sagemaker.core.image_uris.retrieve`` and
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
@@ -44,6 +45,10 @@ TENSOR_RULES = (
 TENSOR_RULE_COLLECTIONS = {"VanishingGradient": "gradients", "PoorWeightInitialization": "relu_input"}
 PROFILER_RULE = "ProfilerReport"
 HYPERBAND_OBJECTIVE = {"Type": "Maximize", "MetricName": "valid:accuracy"}
+# Application Auto Scaling of an endpoint variant.
+SERVICE_NAMESPACE = "sagemaker"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
 
 
 def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
@@ -153,8 +158,14 @@ def _stopping(settings: PipelineSettings) -> dict[str, int]:
     return {"MaxRuntimeInSeconds": settings.training_max_runtime_hours * 3600}
 
 
-def tags(values: dict[str, str]) -> list[dict[str, str]]:
+def tags(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """``{"k": "v"}`` -> ``[{"Key": "k", "Value": "v"}]``, sorted: the one way tags go to AWS."""
     return [{"Key": key, "Value": value} for key, value in sorted(values.items())]
+
+
+def tags_as_dict(aws_tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """``[{"Key": "k", "Value": "v"}]`` -> ``{"k": "v"}``: the one way tags come back from AWS."""
+    return {tag["Key"]: tag["Value"] for tag in aws_tags}
 
 
 def tuning_job_request(
@@ -333,3 +344,41 @@ def endpoint_request(
 def endpoint_arn(region: str, account: str, endpoint_name: str) -> str:
     # SageMaker lower-cases resource names in ARNs.
     return f"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint_name.lower()}"
+
+
+def variant_resource_id(endpoint_name: str, variant_name: str = VARIANT_NAME) -> str:
+    return f"endpoint/{endpoint_name}/variant/{variant_name}"
+
+
+def register_target_request(resource_id: str, min_capacity: int, max_capacity: int) -> dict[str, Any]:
+    """RegisterScalableTarget (an upsert: a rerun updates the one target)."""
+    return {
+        "ServiceNamespace": SERVICE_NAMESPACE,
+        "ResourceId": resource_id,
+        "ScalableDimension": SCALABLE_DIMENSION,
+        "MinCapacity": min_capacity,
+        "MaxCapacity": max_capacity,
+    }
+
+
+def scaling_policy_request(
+    resource_id: str,
+    policy_name: str,
+    target_value: float,
+    scale_in_cooldown: int,
+    scale_out_cooldown: int,
+) -> dict[str, Any]:
+    """PutScalingPolicy: target tracking on invocations per instance (an upsert by policy name)."""
+    return {
+        "PolicyName": policy_name,
+        "ServiceNamespace": SERVICE_NAMESPACE,
+        "ResourceId": resource_id,
+        "ScalableDimension": SCALABLE_DIMENSION,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": float(target_value),
+            "PredefinedMetricSpecification": {"PredefinedMetricType": PREDEFINED_METRIC},
+            "ScaleInCooldown": scale_in_cooldown,
+            "ScaleOutCooldown": scale_out_cooldown,
+        },
+    }

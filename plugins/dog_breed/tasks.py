@@ -1,9 +1,10 @@
 """Bodies of the DAG's Python tasks. The DAG file wraps them with ``@task``.
 
-Each takes the run's ``params`` (and ``dag_run`` where names derive from the run),
-makes its boto3 clients through the provider's hooks on ``aws_default`` (so the
-connection's ``endpoint_url`` / ``service_config`` extras apply) and imports anything
-heavy inside the function, keeping a DAG parse light.
+Each takes the run's ``params`` (and ``dag_run`` where names derive from the run) and
+makes its AWS calls through hooks on ``aws_default`` (the provider's, or ours in
+``dog_breed.hooks``), so the connection's ``endpoint_url`` / ``service_config`` extras
+apply. Hooks, the sagemaker SDK and anything else heavy are imported inside the function,
+keeping a DAG parse light.
 """
 
 from __future__ import annotations
@@ -13,30 +14,29 @@ from typing import Any
 
 from dog_breed import gate, naming, packaging, specs
 from dog_breed.params import AWS_CONN_ID, PipelineSettings
-from dog_breed.policies import split_s3_uri
+from dog_breed.s3uri import split_s3_uri
 
 log = logging.getLogger(__name__)
 
 
-def _client(client_type: str, settings: PipelineSettings):
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+def _hook_kwargs(settings: PipelineSettings) -> dict[str, str]:
+    return {"aws_conn_id": AWS_CONN_ID, "region_name": settings.region}
 
-    return AwsGenericHook(aws_conn_id=AWS_CONN_ID, client_type=client_type, region_name=settings.region).conn
+
+def _s3(settings: PipelineSettings):
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(**_hook_kwargs(settings)).conn
+
+
+def _sagemaker(settings: PipelineSettings):
+    from dog_breed.hooks import PipelineSageMakerHook
+
+    return PipelineSageMakerHook(**_hook_kwargs(settings))
 
 
 def _run_tags(dag_run) -> dict[str, str]:
     return {"project": "dog-breed-pipeline", gate.TAG_DAG_RUN: dag_run.run_id[:256]}
-
-
-def _describe_or_none(call, **kwargs) -> dict | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return call(**kwargs)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-            return None
-        raise
 
 
 def check_dataset(params: dict | None = None) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def check_dataset(params: dict | None = None) -> dict[str, Any]:
     from dog_breed.dataset import check_dataset as check
 
     settings = PipelineSettings.from_params(params or {})
-    summary = check(_client("s3", settings), settings.dataset_s3_uri).as_dict()
+    summary = check(_s3(settings), settings.dataset_s3_uri).as_dict()
     log.info("Dataset: %d classes, images per split %s", summary["num_classes"], summary["images_per_split"])
     return summary
 
@@ -55,7 +55,7 @@ def package_source(params: dict | None = None) -> dict[str, Any]:
     payload = packaging.build_tarball(packaging.default_model_scripts_dir())
     bucket, prefix = split_s3_uri(settings.artifacts_s3_uri)
     key = packaging.content_key(prefix, payload)
-    uploaded = packaging.upload_if_absent(_client("s3", settings), bucket, key, payload)
+    uploaded = packaging.upload_if_absent(_s3(settings), bucket, key, payload)
     log.info("sourcedir.tar.gz at s3://%s/%s (%s)", bucket, key, "uploaded" if uploaded else "already there")
     return {"s3_uri": f"s3://{bucket}/{key}", "uploaded": uploaded, "bytes": len(payload)}
 
@@ -137,15 +137,13 @@ def quality_gate(training: dict, params: dict | None = None) -> dict[str, Any]:
     """test:accuracy vs the threshold and the live endpoint's tag; skips the deploy path when worse."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from dog_breed.hooks import describe_or_none
+
     settings = PipelineSettings.from_params(params or {})
     challenger = gate.final_metric(training["Training"])
-    sagemaker = _client("sagemaker", settings)
-    endpoint = _describe_or_none(sagemaker.describe_endpoint, EndpointName=settings.endpoint_name)
-    live_tags = (
-        gate.tags_to_dict(sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"]).get("Tags", []))
-        if endpoint
-        else {}
-    )
+    sagemaker = _sagemaker(settings)
+    endpoint = describe_or_none(sagemaker.describe_endpoint, settings.endpoint_name)
+    live_tags = sagemaker.tags(endpoint["EndpointArn"]) if endpoint else {}
     decision = gate.decide(
         challenger,
         settings.accuracy_threshold,
@@ -197,33 +195,27 @@ def prepare_endpoint_update(endpoint_config: dict, params: dict | None = None) -
     """Before create/update: record the config to roll back to (kept as a tag on the new config,
     so a rerun after the update still knows it) and deregister autoscaling when the instance
     type changes (UpdateEndpoint refuses that on an auto-scaled variant)."""
-    from dog_breed.operators.autoscaling import deregister_if_registered, variant_resource_id
+    from dog_breed.hooks import ApplicationAutoScalingHook, describe_or_none
 
     settings = PipelineSettings.from_params(params or {})
     new_name = endpoint_config["EndpointConfig"]["EndpointConfigName"]
     new_arn = endpoint_config["EndpointConfig"]["EndpointConfigArn"]
-    sagemaker = _client("sagemaker", settings)
-    endpoint = _describe_or_none(sagemaker.describe_endpoint, EndpointName=settings.endpoint_name)
+    sagemaker = _sagemaker(settings)
+    endpoint = describe_or_none(sagemaker.describe_endpoint, settings.endpoint_name)
     if endpoint is None:
         return {"previous_endpoint_config": None, "deregistered_autoscaling": False}
     current = endpoint["EndpointConfigName"]
     if current == new_name:
-        new_tags = gate.tags_to_dict(sagemaker.list_tags(ResourceArn=new_arn).get("Tags", []))
         return {
-            "previous_endpoint_config": new_tags.get(gate.TAG_PREVIOUS_ENDPOINT_CONFIG),
+            "previous_endpoint_config": sagemaker.tags(new_arn).get(gate.TAG_PREVIOUS_ENDPOINT_CONFIG),
             "deregistered_autoscaling": False,
         }
-    sagemaker.add_tags(
-        ResourceArn=new_arn, Tags=[{"Key": gate.TAG_PREVIOUS_ENDPOINT_CONFIG, "Value": current}]
-    )
-    old_type = sagemaker.describe_endpoint_config(EndpointConfigName=current)["ProductionVariants"][0][
-        "InstanceType"
-    ]
+    sagemaker.add_tags(new_arn, {gate.TAG_PREVIOUS_ENDPOINT_CONFIG: current})
+    old_type = sagemaker.describe_endpoint_config(current)["ProductionVariants"][0]["InstanceType"]
     deregistered = False
     if old_type != settings.endpoint_instance_type:
-        deregistered = deregister_if_registered(
-            _client("application-autoscaling", settings), variant_resource_id(settings.endpoint_name)
-        )
+        autoscaling = ApplicationAutoScalingHook(**_hook_kwargs(settings))
+        deregistered = autoscaling.deregister_variant(specs.variant_resource_id(settings.endpoint_name))
         log.info(
             "Instance type %s -> %s: autoscaling deregistered=%s",
             old_type,
@@ -236,8 +228,7 @@ def prepare_endpoint_update(endpoint_config: dict, params: dict | None = None) -
 def tag_endpoint(deployed: dict, params: dict | None = None) -> dict[str, str]:
     """AddTags: the endpoint now carries the champion tags of the config it serves."""
     settings = PipelineSettings.from_params(params or {})
-    return gate.copy_champion_tags(
-        _client("sagemaker", settings),
+    return _sagemaker(settings).copy_champion_tags(
         endpoint_name=deployed["Endpoint"]["EndpointName"],
         endpoint_config_name=deployed["Endpoint"]["EndpointConfigName"],
     )

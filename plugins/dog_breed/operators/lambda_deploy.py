@@ -7,28 +7,34 @@ import base64
 import hashlib
 import io
 import json
-import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
-from airflow.sdk import BaseOperator
+import tenacity
+from airflow.configuration import conf
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
+from dog_breed.hooks import PipelineLambdaHook
 from dog_breed.naming import lambda_role_name
 from dog_breed.packaging import default_model_scripts_dir
-from dog_breed.params import AWS_CONN_ID
 from dog_breed.policies import lambda_invoke_endpoint_policy, trust_policy
 
 INLINE_POLICY_NAME = "invoke-one-endpoint"
 HANDLER = "lambda_function.lambda_handler"
 RUNTIME = "python3.12"
 ALIAS = "live"
+PROVISIONED_CONCURRENCY_READY = "ProvisionedConcurrencyReady"  # waiters/lambda.json
 # A new role takes a few seconds to become assumable by Lambda (IAM is eventually consistent).
 ROLE_PROPAGATION_ATTEMPTS = 10
 ROLE_PROPAGATION_DELAY_S = 6.0
+T = TypeVar("T")
 
 
 def build_zip(source_file: Path, arcname: str = "lambda_function.py") -> bytes:
@@ -76,7 +82,18 @@ def configuration_drift(current: dict[str, Any], desired: dict[str, Any]) -> lis
     return drift
 
 
-class LambdaDeployFunctionOperator(BaseOperator):
+def role_not_assumable_yet(error: BaseException) -> bool:
+    """Lambda's answer while IAM has not yet propagated a role created moments ago."""
+    if not isinstance(error, ClientError):
+        return False
+    details = error.response["Error"]
+    message = details.get("Message", "")
+    return details["Code"] == "InvalidParameterValueException" and (
+        "cannot be assumed" in message or "role" in message.lower()
+    )
+
+
+class LambdaDeployFunctionOperator(AwsBaseOperator[PipelineLambdaHook]):
     """Create or update a Lambda function that invokes one SageMaker endpoint.
 
     IAM: role ``<function>-lambda-role`` trusted by Lambda, with one inline policy
@@ -84,17 +101,29 @@ class LambdaDeployFunctionOperator(BaseOperator):
     Lambda: create or update code (only if CodeSha256 differs) and configuration (only
     if it drifted), wait until the update succeeded, publish a version (Lambda returns
     the latest one when nothing changed), point alias ``live`` at it, put provisioned
-    concurrency on the alias and wait for READY.
+    concurrency on the alias and wait for READY (in the triggerer when ``deferrable``).
+
+    :param function_name: the function (templated)
+    :param endpoint_name: the endpoint it invokes, and nothing else (templated)
+    :param memory_size: MB (templated)
+    :param timeout: seconds (templated)
+    :param provisioned_concurrency: on the alias; 0 removes it (templated)
+    :param alias_name: the alias the smoke test and clients call (templated)
+    :param source_file: the handler; ``model_scripts/lambda_function.py`` by default
+    :param waiter_delay: seconds between polls of every wait
+    :param waiter_max_attempts: polls before a wait gives up
+    :param role_propagation_delay: seconds between retries while IAM propagates a new role
+    :param deferrable: wait for provisioned concurrency in the triggerer
     """
 
-    template_fields: Sequence[str] = (
+    aws_hook_class = PipelineLambdaHook
+    template_fields: Sequence[str] = aws_template_fields(
         "function_name",
         "endpoint_name",
         "memory_size",
         "timeout",
         "provisioned_concurrency",
         "alias_name",
-        "region_name",
     )
     ui_color = "#ff9900"
 
@@ -103,16 +132,15 @@ class LambdaDeployFunctionOperator(BaseOperator):
         *,
         function_name: str,
         endpoint_name: str,
-        memory_size: int | str = 512,
-        timeout: int | str = 60,
-        provisioned_concurrency: int | str = 2,
+        memory_size: int = 512,
+        timeout: int = 60,
+        provisioned_concurrency: int = 2,
         alias_name: str = ALIAS,
         source_file: str | None = None,
-        aws_conn_id: str | None = AWS_CONN_ID,
-        region_name: str | None = None,
         waiter_delay: float = 5.0,
         waiter_max_attempts: int = 120,
         role_propagation_delay: float = ROLE_PROPAGATION_DELAY_S,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,22 +151,20 @@ class LambdaDeployFunctionOperator(BaseOperator):
         self.provisioned_concurrency = provisioned_concurrency
         self.alias_name = alias_name
         self.source_file = source_file
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
         self.role_propagation_delay = role_propagation_delay
+        self.deferrable = deferrable
 
-    def get_client(self, client_type: str):
-        return AwsGenericHook(
-            aws_conn_id=self.aws_conn_id, client_type=client_type, region_name=self.region_name
-        ).conn
+    @cached_property
+    def iam_hook(self) -> AwsBaseHook:
+        return AwsBaseHook(client_type="iam", **self._hook_parameters)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        iam, lam, sts = self.get_client("iam"), self.get_client("lambda"), self.get_client("sts")
-        region = lam.meta.region_name
-        account = sts.get_caller_identity()["Account"]
-        role_arn = self.ensure_role(iam, region=region, account=account)
+        lam = self.hook.conn
+        role_arn = self.ensure_role(
+            self.iam_hook.conn, region=lam.meta.region_name, account=self.hook.account_id
+        )
         source = (
             Path(self.source_file) if self.source_file else default_model_scripts_dir() / "lambda_function.py"
         )
@@ -147,25 +173,69 @@ class LambdaDeployFunctionOperator(BaseOperator):
             function_name=self.function_name,
             role_arn=role_arn,
             endpoint_name=self.endpoint_name,
-            memory_size=int(self.memory_size),
-            timeout=int(self.timeout),
+            memory_size=self.memory_size,
+            timeout=self.timeout,
         )
         function_arn = self.ensure_function(lam, desired, payload)
         version = lam.publish_version(FunctionName=self.function_name, CodeSha256=code_sha256(payload))[
             "Version"
         ]
-        self._wait(lam, "published_version_active", Qualifier=version)
-        alias_arn = self.ensure_alias(lam, version)
-        concurrency = self.ensure_provisioned_concurrency(lam, int(self.provisioned_concurrency))
-        return {
+        self._wait("published_version_active", Qualifier=version)
+        deployed = {
             "FunctionName": self.function_name,
             "FunctionArn": function_arn,
             "Version": version,
             "Alias": self.alias_name,
-            "AliasArn": alias_arn,
+            "AliasArn": self.ensure_alias(lam, version),
             "RoleArn": role_arn,
             "CodeSha256": code_sha256(payload),
-            "ProvisionedConcurrency": concurrency,
+        }
+        if not self.put_provisioned_concurrency(lam, self.provisioned_concurrency):
+            return {**deployed, "ProvisionedConcurrency": 0}
+        if self.deferrable:
+            from dog_breed.triggers import LambdaProvisionedConcurrencyReadyTrigger, connection_of
+
+            self.defer(
+                trigger=LambdaProvisionedConcurrencyReadyTrigger(
+                    function_name=self.function_name,
+                    qualifier=self.alias_name,
+                    waiter_delay=int(self.waiter_delay),
+                    waiter_max_attempts=self.waiter_max_attempts,
+                    **connection_of(self),
+                ),
+                method_name="execute_complete",
+                kwargs={"deployed": deployed},
+                timeout=timedelta(seconds=self.waiter_delay * self.waiter_max_attempts + 60),
+            )
+        from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
+
+        wait(
+            waiter=self.hook.get_waiter(PROVISIONED_CONCURRENCY_READY),
+            waiter_delay=self.waiter_delay,
+            waiter_max_attempts=self.waiter_max_attempts,
+            args={"FunctionName": self.function_name, "Qualifier": self.alias_name},
+            failure_message="Provisioned concurrency failed",
+            status_message="Provisioned concurrency",
+            status_args=["Status", "StatusReason"],
+        )
+        return self.execute_complete(context, {"status": "success"}, deployed)
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, deployed: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """After provisioned concurrency became READY (or did not): what was deployed."""
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+        from airflow.sdk.exceptions import AirflowException
+
+        event = validate_execute_complete_event(event)
+        if event["status"] != "success":
+            raise AirflowException(
+                f"provisioned concurrency of {self.function_name}:{self.alias_name}: {event.get('message')}"
+            )
+        allocated = self._provisioned_concurrency(self.hook.conn) or {}
+        return {
+            **(deployed or {}),
+            "ProvisionedConcurrency": int(allocated.get("AllocatedProvisionedConcurrentExecutions", 0)),
         }
 
     def ensure_role(self, iam, *, region: str, account: str) -> str:
@@ -202,19 +272,19 @@ class LambdaDeployFunctionOperator(BaseOperator):
                 )
             )
             self.log.info("Created function %s", self.function_name)
-            self._wait(lam, "function_active_v2")
+            self._wait("function_active_v2")
             return created["FunctionArn"]
-        self._wait(lam, "function_updated_v2")
+        self._wait("function_updated_v2")
         if current.get("CodeSha256") != code_sha256(payload):
             lam.update_function_code(FunctionName=self.function_name, ZipFile=payload)
             self.log.info("Updated code of %s", self.function_name)
-            self._wait(lam, "function_updated_v2")
+            self._wait("function_updated_v2")
         drift = configuration_drift(current, desired)
         if drift:
             self._retry_role_propagation(lambda: lam.update_function_configuration(**desired))
             self.log.info("Updated configuration of %s: %s", self.function_name, drift)
-            self._wait(lam, "function_updated_v2")
-        self._wait(lam, "function_active_v2")
+            self._wait("function_updated_v2")
+        self._wait("function_active_v2")
         return current["FunctionArn"]
 
     def ensure_alias(self, lam, version: str) -> str:
@@ -232,24 +302,17 @@ class LambdaDeployFunctionOperator(BaseOperator):
             )
         return alias["AliasArn"]
 
-    def ensure_provisioned_concurrency(self, lam, wanted: int) -> int:
-        """Provisioned concurrency on the alias, READY; 0 removes it."""
+    def put_provisioned_concurrency(self, lam, wanted: int) -> bool:
+        """Ask for ``wanted`` on the alias (0 removes it); True when there is something to wait for."""
         qualifier = {"FunctionName": self.function_name, "Qualifier": self.alias_name}
         current = self._provisioned_concurrency(lam)
         if wanted == 0:
             if current is not None:
                 lam.delete_provisioned_concurrency_config(**qualifier)
-            return 0
+            return False
         if current is None or current.get("RequestedProvisionedConcurrentExecutions") != wanted:
             lam.put_provisioned_concurrency_config(**qualifier, ProvisionedConcurrentExecutions=wanted)
-        for _ in range(self.waiter_max_attempts):
-            status = self._provisioned_concurrency(lam) or {}
-            if status.get("Status") == "READY":
-                return int(status.get("AllocatedProvisionedConcurrentExecutions", wanted))
-            if status.get("Status") == "FAILED":
-                raise RuntimeError(f"provisioned concurrency failed: {status.get('StatusReason')}")
-            time.sleep(self.waiter_delay)
-        raise TimeoutError(f"provisioned concurrency of {self.function_name}:{self.alias_name} not READY")
+        return True
 
     def _provisioned_concurrency(self, lam) -> dict[str, Any] | None:
         try:
@@ -261,24 +324,21 @@ class LambdaDeployFunctionOperator(BaseOperator):
                 return None
             raise
 
-    def _retry_role_propagation(self, call):
-        """Retry while Lambda cannot assume a role IAM has only just created."""
-        for attempt in range(1, ROLE_PROPAGATION_ATTEMPTS + 1):
-            try:
-                return call()
-            except ClientError as error:
-                message = error.response["Error"].get("Message", "")
-                propagating = error.response["Error"]["Code"] == "InvalidParameterValueException" and (
-                    "cannot be assumed" in message or "role" in message.lower()
-                )
-                if not propagating or attempt == ROLE_PROPAGATION_ATTEMPTS:
-                    raise
-                self.log.info("Role not assumable yet (attempt %d): %s", attempt, message)
-                time.sleep(self.role_propagation_delay)
-        raise AssertionError("unreachable")
+    def _retry_role_propagation(self, call: Callable[[], T]) -> T:
+        """``call()``, retried while Lambda cannot assume a role IAM has only just created."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(role_not_assumable_yet),
+            stop=tenacity.stop_after_attempt(ROLE_PROPAGATION_ATTEMPTS),
+            wait=tenacity.wait_fixed(self.role_propagation_delay),
+            before_sleep=lambda state: self.log.info(
+                "Role not assumable yet (attempt %d): %s", state.attempt_number, state.outcome.exception()
+            ),
+            reraise=True,
+        )
+        return retrying(call)
 
-    def _wait(self, lam, waiter: str, **extra: Any) -> None:
-        lam.get_waiter(waiter).wait(
+    def _wait(self, waiter: str, **extra: Any) -> None:
+        self.hook.get_waiter(waiter).wait(
             FunctionName=self.function_name,
             **extra,
             WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},

@@ -9,7 +9,8 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
 * model / endpoint config: created once, described afterwards (they are immutable and
   content-addressed by the training job);
 * endpoint: the provider operator's create-or-update, skipped when the endpoint already
-  serves this endpoint config, waited for when it is still getting there.
+  serves this endpoint config, waited for (deferred when deferrable) when it is still
+  getting there.
 """
 
 from __future__ import annotations
@@ -26,30 +27,19 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     serialize,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from botocore.exceptions import ClientError
 
+from dog_breed.hooks import describe_or_none
 from dog_breed.naming import TUNING_JOB_MAX_LEN, JobAction, resolve_job_name
-
-# SageMaker answers ValidationException for a missing resource (moto: ResourceNotFound).
-_NOT_FOUND = ("ValidationException", "ResourceNotFound")
-
-
-def _describe_or_none(describe, name: str) -> dict | None:
-    try:
-        return describe(name)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in _NOT_FOUND:
-            return None
-        raise
+from dog_breed.triggers import connection_of
 
 
 def _status_or_none(describe, name: str, status_key: str) -> str | None:
-    description = _describe_or_none(describe, name)
+    description = describe_or_none(describe, name)
     return None if description is None else description[status_key]
 
 
 def _exists(describe, name: str) -> bool:
-    return _describe_or_none(describe, name) is not None
+    return describe_or_none(describe, name) is not None
 
 
 def _defer_until_done(operator: Any, name: str, job_type: str, **trigger_kwargs: Any) -> None:
@@ -59,10 +49,7 @@ def _defer_until_done(operator: Any, name: str, job_type: str, **trigger_kwargs:
             job_name=name,
             job_type=job_type,
             waiter_delay=operator.check_interval,
-            aws_conn_id=operator.aws_conn_id,
-            region_name=operator.region_name,
-            verify=operator.verify,
-            botocore_config=operator.botocore_config,
+            **connection_of(operator),
             **trigger_kwargs,
         ),
         method_name="execute_complete",
@@ -158,18 +145,17 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
     def execute(self, context: Any) -> dict:
         endpoint = self.config["EndpointName"]
         wanted = self.config["EndpointConfigName"]
-        current = _describe_or_none(self.hook.describe_endpoint, endpoint)
+        current = describe_or_none(self.hook.describe_endpoint, endpoint)
         if current is None or current.get("EndpointConfigName") != wanted:
             return super().execute(context)
         status = current["EndpointStatus"]
         if status in self.hook.endpoint_non_terminal_states:
             self.log.info("Endpoint %s is %s towards %s; waiting.", endpoint, status, wanted)
+            attempts = max(1, self.max_ingestion_time // self.check_interval)
+            if self.deferrable:
+                _defer_until_done(self, endpoint, "endpoint", waiter_max_attempts=attempts)
             self.hook.get_waiter("endpoint_in_service").wait(
-                EndpointName=endpoint,
-                WaiterConfig={
-                    "Delay": self.check_interval,
-                    "MaxAttempts": max(1, self.max_ingestion_time // self.check_interval),
-                },
+                EndpointName=endpoint, WaiterConfig={"Delay": self.check_interval, "MaxAttempts": attempts}
             )
         elif status != "InService":
             return super().execute(context)

@@ -9,18 +9,21 @@ import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, NoReturn
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
-from airflow.sdk import BaseOperator
+from airflow.configuration import conf
+from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dog_breed.dataset import CLASS_FOLDER, IMAGE_SUFFIXES, list_keys
-from dog_breed.gate import copy_champion_tags
-from dog_breed.params import AWS_CONN_ID
-from dog_breed.policies import split_s3_uri
-
-PREDICTION_FIELDS = {"breed": str, "class_folder": str, "index": int, "probability": float}
+from dog_breed.hooks import PipelineSageMakerHook
+from dog_breed.packaging import model_script
+from dog_breed.s3uri import split_s3_uri
 
 
 class SmokeTestFailed(AirflowFailException):
@@ -50,16 +53,10 @@ def pick_test_images(keys: Iterable[str], count: int) -> list[TestImage]:
     return picked
 
 
-def _has_type(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-
-
 def validate_response(
     response: Mapping[str, Any], *, classes: set[str], top_k: int
 ) -> tuple[dict, list[str]]:
-    """Check one Lambda response against the contract; returns (parsed body, problems)."""
+    """Check one Lambda response against the serving contract; returns (parsed body, problems)."""
     if response.get("statusCode") != 200:
         return {}, [f"statusCode {response.get('statusCode')!r}: {str(response.get('body'))[:200]}"]
     body = response.get("body")
@@ -69,37 +66,8 @@ def validate_response(
         return {}, [f"body is not JSON: {error}"]
     if not isinstance(body, dict):
         return {}, ["body is not a JSON object"]
-    predictions = body.get("predictions")
-    if not isinstance(predictions, list) or not predictions:
-        return body, ["no predictions"]
-    problems = []
-    if body.get("top_k") != top_k or len(predictions) != top_k:
-        problems.append(
-            f"asked for top {top_k}, got top_k={body.get('top_k')!r} with {len(predictions)} predictions"
-        )
-    if not _has_type(body.get("runtime"), str):
-        problems.append("runtime missing")
-    if not _has_type(body.get("latency_ms"), float):
-        problems.append("latency_ms missing")
-    for position, prediction in enumerate(predictions):
-        if not isinstance(prediction, dict):
-            problems.append(f"prediction {position} is not an object")
-            continue
-        wrong = [
-            name for name, kind in PREDICTION_FIELDS.items() if not _has_type(prediction.get(name), kind)
-        ]
-        if wrong:
-            problems.append(f"prediction {position}: bad or missing {wrong}")
-            continue
-        if not 0.0 <= prediction["probability"] <= 1.0:
-            problems.append(f"prediction {position}: probability {prediction['probability']} outside [0, 1]")
-        if prediction["class_folder"] not in classes:
-            problems.append(f"prediction {position}: unknown class {prediction['class_folder']!r}")
-    if not problems:
-        probabilities = [p["probability"] for p in predictions]
-        if probabilities != sorted(probabilities, reverse=True):
-            problems.append("predictions are not sorted by probability")
-    return body, problems
+    contract = model_script("serving_contract")
+    return body, contract.response_problems(body, classes=classes, top_k=top_k, with_latency=True)
 
 
 def summarize(latencies_ms: list[float], correct: list[bool]) -> dict[str, float]:
@@ -110,18 +78,33 @@ def summarize(latencies_ms: list[float], correct: list[bool]) -> dict[str, float
     }
 
 
-class EndpointSmokeTestOperator(BaseOperator):
+class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
     """Invoke the Lambda alias with ``image_count`` test images and check every answer.
 
     The event is ``{"image": <base64>, "content_type": "image/jpeg", "top_k": 3}``; the
-    response must be ``statusCode`` 200 with predictions sorted, probabilities in [0, 1]
-    and class folders from the dataset. Records latency p50/max and top-1 accuracy
-    against each image's folder (returned and logged). On any failure, and when
-    ``rollback_endpoint_config`` is set, UpdateEndpoint back to it, wait InService,
-    put that config's champion tags back on the endpoint, then fail.
+    response must be ``statusCode`` 200 with a body that keeps the serving contract
+    (``model_scripts/serving_contract.py``): predictions sorted, probabilities in [0, 1],
+    class folders from the dataset. Records latency p50/max and top-1 accuracy against each
+    image's folder (returned and logged). On any failure, and when
+    ``rollback_endpoint_config`` is set, UpdateEndpoint back to it, wait until it is
+    InService there (in the triggerer when ``deferrable``: that can take an hour), put that
+    config's champion tags back on the endpoint, then fail.
+
+    :param function_name: the Lambda (templated)
+    :param qualifier: its alias (templated)
+    :param dataset_s3_uri: dogImages root; images come from its test/ split (templated)
+    :param endpoint_name: the endpoint behind the Lambda (templated)
+    :param image_count: images to send (templated)
+    :param top_k: predictions asked for per image
+    :param min_top1_accuracy: fail below this top-1 accuracy (templated)
+    :param rollback_endpoint_config: the config to go back to; None on a first deployment (templated)
+    :param waiter_delay: seconds between polls while the endpoint rolls back
+    :param waiter_max_attempts: polls before the rollback wait gives up
+    :param deferrable: wait for the rollback in the triggerer
     """
 
-    template_fields: Sequence[str] = (
+    aws_hook_class = LambdaHook
+    template_fields: Sequence[str] = aws_template_fields(
         "function_name",
         "qualifier",
         "dataset_s3_uri",
@@ -129,7 +112,6 @@ class EndpointSmokeTestOperator(BaseOperator):
         "endpoint_name",
         "rollback_endpoint_config",
         "min_top1_accuracy",
-        "region_name",
     )
     ui_color = "#c6e5b1"
 
@@ -140,14 +122,13 @@ class EndpointSmokeTestOperator(BaseOperator):
         dataset_s3_uri: str,
         endpoint_name: str,
         qualifier: str = "live",
-        image_count: int | str = 5,
+        image_count: int = 5,
         top_k: int = 3,
-        min_top1_accuracy: float | str = 0.0,
+        min_top1_accuracy: float = 0.0,
         rollback_endpoint_config: str | None = None,
-        aws_conn_id: str | None = AWS_CONN_ID,
-        region_name: str | None = None,
         waiter_delay: int = 30,
         waiter_max_attempts: int = 120,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -159,39 +140,42 @@ class EndpointSmokeTestOperator(BaseOperator):
         self.top_k = top_k
         self.min_top1_accuracy = min_top1_accuracy
         self.rollback_endpoint_config = rollback_endpoint_config
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
 
-    def get_client(self, client_type: str):
-        return AwsGenericHook(
-            aws_conn_id=self.aws_conn_id, client_type=client_type, region_name=self.region_name
-        ).conn
+    @cached_property
+    def s3_hook(self) -> S3Hook:
+        return S3Hook(**self._hook_parameters)
+
+    @cached_property
+    def sagemaker_hook(self) -> PipelineSageMakerHook:
+        return PipelineSageMakerHook(**self._hook_parameters)
 
     def execute(self, context: Any) -> dict[str, Any]:
         if self.rollback_endpoint_config:
-            current = self.get_client("sagemaker").describe_endpoint(EndpointName=self.endpoint_name)
+            current = self.sagemaker_hook.describe_endpoint(self.endpoint_name)
             if current["EndpointConfigName"] == self.rollback_endpoint_config:
                 raise SmokeTestFailed(
                     f"{self.endpoint_name} serves {self.rollback_endpoint_config}, its config before this "
                     "run: an earlier attempt rolled it back; testing it again would not test this run's model"
                 )
         try:
-            report = self.run_checks(self.get_client("s3"), self.get_client("lambda"))
+            report = self.run_checks()
         except Exception as error:
             self.log.error("Smoke test failed: %s", error)
-            self.roll_back(self.get_client("sagemaker"))
-            if isinstance(error, AirflowException):
-                raise
-            raise SmokeTestFailed(f"smoke test could not run: {error}") from error
+            failure = (
+                str(error) if isinstance(error, AirflowException) else f"smoke test could not run: {error}"
+            )
+            self.roll_back(failure)
         self.log.info("Smoke test passed: %s", json.dumps(report))
         return report
 
-    def run_checks(self, s3, lam) -> dict[str, Any]:
+    def run_checks(self) -> dict[str, Any]:
+        s3 = self.s3_hook.conn
         test_keys = list_keys(s3, self.dataset_s3_uri, "test")
         classes = {image.class_folder for image in pick_test_images(test_keys, len(test_keys))}
-        images = pick_test_images(test_keys, int(self.image_count))
+        images = pick_test_images(test_keys, self.image_count)
         if not images:
             raise SmokeTestFailed(f"no test images under {self.dataset_s3_uri}/test/")
         bucket, _ = split_s3_uri(self.dataset_s3_uri)
@@ -205,11 +189,11 @@ class EndpointSmokeTestOperator(BaseOperator):
                 "top_k": self.top_k,
             }
             started = time.perf_counter()
-            answer = lam.invoke(
-                FunctionName=self.function_name,
-                Qualifier=self.qualifier,
-                InvocationType="RequestResponse",
-                Payload=json.dumps(event).encode(),
+            answer = self.hook.invoke_lambda(
+                function_name=self.function_name,
+                qualifier=self.qualifier,
+                invocation_type="RequestResponse",
+                payload=json.dumps(event),
             )
             latencies.append((time.perf_counter() - started) * 1000)
             raw = answer["Payload"].read()
@@ -240,27 +224,73 @@ class EndpointSmokeTestOperator(BaseOperator):
         }
         if problems:
             raise SmokeTestFailed(f"{len(problems)} problem(s): {problems[:5]}")
-        if report["top1_accuracy"] < float(self.min_top1_accuracy):
+        if report["top1_accuracy"] < self.min_top1_accuracy:
             raise SmokeTestFailed(
-                f"top-1 accuracy {report['top1_accuracy']:.2f} below {float(self.min_top1_accuracy):.2f}"
+                f"top-1 accuracy {report['top1_accuracy']:.2f} below {self.min_top1_accuracy:.2f}"
             )
         return report
 
-    def roll_back(self, sagemaker) -> None:
-        """Put the endpoint back on its previous endpoint config (no-op when it is already there)."""
+    def roll_back(self, failure: str) -> NoReturn:
+        """Put the endpoint back on its previous endpoint config (no-op when it is already there),
+        wait until it serves it, then fail with ``failure``."""
         target = self.rollback_endpoint_config
         if not target:
             self.log.warning(
                 "No previous endpoint config recorded (first deployment): nothing to roll back to."
             )
-            return
-        current = sagemaker.describe_endpoint(EndpointName=self.endpoint_name)
+            raise SmokeTestFailed(failure)
+        current = self.sagemaker_hook.describe_endpoint(self.endpoint_name)
         if current["EndpointConfigName"] != target:
             self.log.warning("Rolling %s back to %s", self.endpoint_name, target)
-            sagemaker.update_endpoint(EndpointName=self.endpoint_name, EndpointConfigName=target)
-        sagemaker.get_waiter("endpoint_in_service").wait(
+            self.sagemaker_hook.conn.update_endpoint(
+                EndpointName=self.endpoint_name, EndpointConfigName=target
+            )
+        if self.deferrable:
+            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+            from dog_breed.triggers import connection_of
+
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=self.endpoint_name,
+                    job_type="endpoint",
+                    waiter_delay=self.waiter_delay,
+                    waiter_max_attempts=self.waiter_max_attempts,
+                    **connection_of(self),
+                ),
+                method_name="execute_complete",
+                kwargs={"failure": failure},
+                timeout=timedelta(seconds=self.waiter_delay * self.waiter_max_attempts + 60),
+            )
+        self.sagemaker_hook.get_waiter("endpoint_in_service").wait(
             EndpointName=self.endpoint_name,
             WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
         )
-        copy_champion_tags(sagemaker, endpoint_name=self.endpoint_name, endpoint_config_name=target)
+        self.finish_rollback(failure)
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, failure: str = ""
+    ) -> NoReturn:
+        """The deferred rollback wait ended: check where the endpoint is, then fail with ``failure``."""
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        event = validate_execute_complete_event(event)
+        if event["status"] != "success":
+            raise SmokeTestFailed(
+                f"{failure}; rolling {self.endpoint_name} back to {self.rollback_endpoint_config} did not "
+                f"finish: {event.get('message', event['status'])}"
+            )
+        self.finish_rollback(failure)
+
+    def finish_rollback(self, failure: str) -> NoReturn:
+        target = self.rollback_endpoint_config
+        endpoint = self.sagemaker_hook.describe_endpoint(self.endpoint_name)
+        if endpoint["EndpointConfigName"] != target or endpoint["EndpointStatus"] != "InService":
+            raise SmokeTestFailed(
+                f"{failure}; rolling {self.endpoint_name} back to {target} failed: it is "
+                f"{endpoint['EndpointStatus']} on {endpoint['EndpointConfigName']} "
+                f"({endpoint.get('FailureReason', 'no reason given')})"
+            )
+        self.sagemaker_hook.copy_champion_tags(endpoint_name=self.endpoint_name, endpoint_config_name=target)
         self.log.warning("Endpoint %s is back on %s", self.endpoint_name, target)
+        raise SmokeTestFailed(failure)

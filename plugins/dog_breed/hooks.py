@@ -1,0 +1,95 @@
+"""The pipeline's AWS calls that the provider's hooks do not make, as thin subclasses of them.
+
+Operators build these through ``AwsBaseOperator`` (so ``aws_conn_id``, ``region_name``,
+``verify`` and ``botocore_config`` reach every client) and the Python tasks build them from
+the run's Params; either way the connection's ``endpoint_url`` / ``service_config`` extras apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from botocore.exceptions import ClientError
+
+from dog_breed.gate import CHAMPION_TAG_KEYS
+from dog_breed.specs import SCALABLE_DIMENSION, SERVICE_NAMESPACE, tags, tags_as_dict
+
+WAITERS_DIR = Path(__file__).resolve().parent / "waiters"
+# SageMaker answers ValidationException for a missing resource (moto: ResourceNotFound).
+_NOT_FOUND = ("ValidationException", "ResourceNotFound")
+
+
+def describe_or_none(describe: Callable[..., dict], *args: Any, **kwargs: Any) -> dict | None:
+    """``describe(*args, **kwargs)``, or None when SageMaker says there is no such resource."""
+    try:
+        return describe(*args, **kwargs)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in _NOT_FOUND:
+            return None
+        raise
+
+
+class PipelineSageMakerHook(SageMakerHook):
+    """SageMakerHook plus the champion tags the quality gate and the rollback read and write."""
+
+    def tags(self, arn: str) -> dict[str, str]:
+        return tags_as_dict(self.conn.list_tags(ResourceArn=arn).get("Tags", []))
+
+    def add_tags(self, arn: str, values: Mapping[str, str]) -> None:
+        self.conn.add_tags(ResourceArn=arn, Tags=tags(values))
+
+    def copy_champion_tags(self, *, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
+        """Make the endpoint's champion tags those of the endpoint config it now serves.
+
+        Each endpoint config is created with the tags of its model (``gate.champion_tags``),
+        so a deploy and a rollback both end with tags that describe what is live.
+        """
+        config_arn = self.describe_endpoint_config(endpoint_config_name)["EndpointConfigArn"]
+        endpoint_arn = self.describe_endpoint(endpoint_name)["EndpointArn"]
+        config_tags = self.tags(config_arn)
+        champion = {key: config_tags[key] for key in CHAMPION_TAG_KEYS if key in config_tags}
+        if champion:
+            self.add_tags(endpoint_arn, champion)
+        return champion
+
+
+class ApplicationAutoScalingHook(AwsBaseHook):
+    """Application Auto Scaling (``boto3.client("application-autoscaling")``); the provider has no hook."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "application-autoscaling"
+        super().__init__(*args, **kwargs)
+
+    def deregister_variant(self, resource_id: str) -> bool:
+        """Delete an endpoint variant's scaling policies and scalable target; True when there was one.
+
+        UpdateEndpoint cannot change the instance type of an auto-scaled variant, so the
+        pipeline calls this before such an update; the autoscale task registers it again.
+        """
+        scope = {
+            "ServiceNamespace": SERVICE_NAMESPACE,
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+        if not self.conn.describe_scalable_targets(ResourceIds=[resource_id], **scope)["ScalableTargets"]:
+            return False
+        # AWS deletes a target's policies with it; deleting them first does not depend on that.
+        policies = self.conn.describe_scaling_policies(ResourceId=resource_id, **scope)["ScalingPolicies"]
+        for policy in policies:
+            self.conn.delete_scaling_policy(PolicyName=policy["PolicyName"], ResourceId=resource_id, **scope)
+        self.conn.deregister_scalable_target(ResourceId=resource_id, **scope)
+        return True
+
+
+class PipelineLambdaHook(LambdaHook):
+    """LambdaHook that also finds the pipeline's custom waiters (``waiters/lambda.json``), the way
+    the provider's hooks find theirs: ``get_waiter("ProvisionedConcurrencyReady")``."""
+
+    @cached_property
+    def waiter_path(self) -> Path:
+        return WAITERS_DIR / "lambda.json"
