@@ -8,6 +8,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.sdk import BaseOperator
 
+from dog_breed.links import EndpointAutoscalingLink
 from dog_breed.naming import scaling_policy_name
 from dog_breed.params import AWS_CONN_ID
 from dog_breed.specs import VARIANT_NAME
@@ -101,6 +102,7 @@ class SageMakerEndpointAutoscalingOperator(BaseOperator):
         "region_name",
     )
     ui_color = "#f3e5d8"
+    operator_extra_links = (EndpointAutoscalingLink(),)
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class SageMakerEndpointAutoscalingOperator(BaseOperator):
             raise ValueError(f"min_capacity {min_capacity} > max_capacity {max_capacity}")
         client = self.get_client()
         resource_id = variant_resource_id(self.endpoint_name, self.variant_name)
+        EndpointAutoscalingLink.persist_for(context, self, resource_id)
         client.register_scalable_target(**register_target_request(resource_id, min_capacity, max_capacity))
         policy = scaling_policy_request(
             resource_id,

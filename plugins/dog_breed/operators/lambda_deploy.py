@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.sdk import BaseOperator
 from botocore.exceptions import ClientError
 
+from dog_breed.links import LambdaFunctionLink
 from dog_breed.naming import lambda_role_name
 from dog_breed.packaging import default_model_scripts_dir
 from dog_breed.params import AWS_CONN_ID
@@ -97,6 +98,7 @@ class LambdaDeployFunctionOperator(BaseOperator):
         "region_name",
     )
     ui_color = "#ff9900"
+    operator_extra_links = (LambdaFunctionLink(),)
 
     def __init__(
         self,
@@ -135,6 +137,7 @@ class LambdaDeployFunctionOperator(BaseOperator):
         ).conn
 
     def execute(self, context: Any) -> dict[str, Any]:
+        LambdaFunctionLink.persist_for(context, self, self.function_name)
         iam, lam, sts = self.get_client("iam"), self.get_client("lambda"), self.get_client("sts")
         region = lam.meta.region_name
         account = sts.get_caller_identity()["Account"]
