@@ -214,36 +214,29 @@ def _scalable_target(client: Any, resource_id: str) -> dict[str, Any]:
     return {"ScalableTargets": targets, "ScalingPolicies": policies}
 
 
-DESCRIBERS: dict[tuple[str, str], Describer] = {
-    ("sagemaker", "hyper-parameter-tuning-job"): Describer(
-        "sagemaker",
+def _call(method: str, parameter: str) -> Callable[[Any, str], dict[str, Any]]:
+    return lambda client, name: getattr(client, method)(**{parameter: name})
+
+
+# kind -> (title, Describe* method, its name parameter)
+_SAGEMAKER_KINDS = {
+    "hyper-parameter-tuning-job": (
         "SageMaker hyperparameter tuning job",
-        _SAGEMAKER_NAME,
-        lambda c, n: c.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=n),
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobName",
     ),
-    ("sagemaker", "training-job"): Describer(
-        "sagemaker",
-        "SageMaker training job",
-        _SAGEMAKER_NAME,
-        lambda c, n: c.describe_training_job(TrainingJobName=n),
-    ),
-    ("sagemaker", "model"): Describer(
-        "sagemaker", "SageMaker model", _SAGEMAKER_NAME, lambda c, n: c.describe_model(ModelName=n)
-    ),
-    ("sagemaker", "endpoint-config"): Describer(
-        "sagemaker",
-        "SageMaker endpoint configuration",
-        _SAGEMAKER_NAME,
-        lambda c, n: c.describe_endpoint_config(EndpointConfigName=n),
-    ),
-    ("sagemaker", "endpoint"): Describer(
-        "sagemaker", "SageMaker endpoint", _SAGEMAKER_NAME, lambda c, n: c.describe_endpoint(EndpointName=n)
-    ),
+    "training-job": ("SageMaker training job", "describe_training_job", "TrainingJobName"),
+    "model": ("SageMaker model", "describe_model", "ModelName"),
+    "endpoint-config": ("SageMaker endpoint configuration", "describe_endpoint_config", "EndpointConfigName"),
+    "endpoint": ("SageMaker endpoint", "describe_endpoint", "EndpointName"),
+}
+DESCRIBERS: dict[tuple[str, str], Describer] = {
+    **{
+        ("sagemaker", kind): Describer("sagemaker", title, _SAGEMAKER_NAME, _call(method, parameter))
+        for kind, (title, method, parameter) in _SAGEMAKER_KINDS.items()
+    },
     ("lambda", "function"): Describer(
-        "lambda",
-        "Lambda function",
-        _LAMBDA_NAME,
-        lambda c, n: c.get_function_configuration(FunctionName=n),
+        "lambda", "Lambda function", _LAMBDA_NAME, _call("get_function_configuration", "FunctionName")
     ),
     ("application-autoscaling", "scalable-target"): Describer(
         "application-autoscaling", "Application Auto Scaling target", _VARIANT_RESOURCE, _scalable_target
