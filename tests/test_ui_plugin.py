@@ -22,8 +22,10 @@ HEAVY = ("torch", "torchvision", "sagemaker", "boto3", "onnxruntime", "moto", "o
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("plugin_airflow_home")
+    # A component's own environment: nothing of the Airflow settings other tests made in this process.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     return {
-        **os.environ,
+        **inherited,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
