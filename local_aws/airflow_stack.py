@@ -313,6 +313,7 @@ class AirflowStack:
             [
                 "",
                 f"Airflow UI     {self.api_url}",
+                f"model page     {self.api_url}/plugin/dog-breed-model  (plugins/dog_breed_ui.py)",
                 f"login          {self.login} / {self.password}",
                 f"local_aws      {self.aws_url}  (aws_default points here)",
                 f"sample data    {DEFAULT_DATASET_URI}",

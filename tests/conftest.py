@@ -7,6 +7,8 @@
 - ``trained_model_dir``: ``training_run.model_dir``, a SageMaker model directory
   (model.pth, model_config.json, code/inference.py, code/requirements.txt, and
   model.int8.onnx when fast_serving could export it). Treat it as read-only; copy it to modify.
+- ``airflow_stack``, ``airflow_api``, ``first_run``: the one ``make airflow`` stack of the session
+  and its first REST-triggered run (``stack_fixtures``); the tests using it run last, together.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stack_fixtures import airflow_api, airflow_stack, first_run, uses_the_stack  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = REPO / "model_scripts" / "train.py"
@@ -107,3 +110,13 @@ def training_run(sample_dataset_dir, tmp_path_factory) -> TrainingRun:
 @pytest.fixture(scope="session")
 def trained_model_dir(training_run) -> Path:
     return training_run.model_dir
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Tests on the shared Airflow stack run last, in their collected order: the session fixture
+    then starts once and is torn down at the end, instead of idling beside every other test."""
+    items[:] = [item for item in items if not uses_the_stack(item)] + [
+        item for item in items if uses_the_stack(item)
+    ]

@@ -23,22 +23,12 @@ from conftest import (
     run_train,
     tiny_train_argv,
 )
+from metric_lines import scrape
 from torchvision.models import resnet50
 
 from dog_breed import metrics
 
 EPOCH_LINE = re.compile(r"^\[metrics\] epoch=(\d+) ", re.MULTILINE)
-
-
-def scrape(log_text: str) -> dict[str, float]:
-    """Last value of each metric in ``log_text``, as SageMaker fills FinalMetricDataList."""
-    found: dict[str, float] = {}
-    for line in log_text.splitlines():
-        for definition in metrics.METRIC_DEFINITIONS:
-            match = re.search(definition["Regex"], line)
-            if match:
-                found[definition["Name"]] = float(match.group(1))
-    return found
 
 
 def pins(path: Path) -> dict[str, str]:

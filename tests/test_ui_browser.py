@@ -2,61 +2,36 @@
 grouped in their sections, trigger.
 
 Playwright drives Debian's chromium (headless); screenshots go to tests/artifacts/ (git-ignored).
-The run this test triggers has the form's values in its conf; it is stopped right after, since
-only the REST test needs a run to finish.
+The stack is the session's (``stack_fixtures``), shared with the REST tests. The run this test
+triggers has the form's values in its conf; it is stopped right after, since only the REST test
+needs a run to finish.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page
 
 from dog_breed.params import PARAM_SPECS, SECTIONS
 from local_aws.airflow_stack import DAG_ID, AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FORM_VALUES = {"image_size": "32", "epochs": "1", "tuning_max_jobs": "2"}
-UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def stack(airflow_stack: AirflowStack) -> AirflowStack:
+    return airflow_stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    with AirflowStack(
-        tmp_path_factory.mktemp("ui_stack"), api_port=0, aws_port=0, sample_profile=None
-    ) as running:
-        running.wait_for_dag(DAG_ID, timeout=300)
-        yield running
-
-
-@pytest.fixture(scope="module")
-def page(stack: AirflowStack):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is missing: `make setup` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(UI_TIMEOUT_MS)
+def page(airflow_stack: AirflowStack):
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def test_log_in_trigger_with_params_and_see_the_run(stack: AirflowStack, page) -> None:
@@ -81,9 +56,10 @@ def test_log_in_trigger_with_params_and_see_the_run(stack: AirflowStack, page) -
         open_section(dialog, name)
         dialog.locator(f"[name=element_{name}]").fill(value)
 
+    earlier = manual_run_ids(stack)
     dialog.get_by_role("button", name="Trigger").click()
     expect(dialog).to_be_hidden(timeout=UI_TIMEOUT_MS)
-    run = wait_for_manual_run(stack)
+    run = wait_for_manual_run(stack, earlier)
     for name, value in FORM_VALUES.items():
         assert run["conf"][name] == int(value), (name, run["conf"])
     page.goto(f"{stack.api_url}/dags/{DAG_ID}/runs/{run['dag_run_id']}")
@@ -140,13 +116,21 @@ def stop_all_runs(stack: AirflowStack) -> None:
                 ).raise_for_status()
 
 
-def wait_for_manual_run(stack: AirflowStack, timeout: float = 60) -> dict:
+def manual_run_ids(stack: AirflowStack) -> set[str]:
+    with stack.api_client() as api:
+        runs = api.get(f"/dags/{DAG_ID}/dagRuns", params={"run_type": "manual"}).json()["dag_runs"]
+    return {run["dag_run_id"] for run in runs}
+
+
+def wait_for_manual_run(stack: AirflowStack, earlier: set[str], timeout: float = 60) -> dict:
+    """The one manual run that pressing Trigger added to the ``earlier`` ones (the REST tests')."""
     deadline = time.monotonic() + timeout
     with stack.api_client() as api:
         while time.monotonic() < deadline:
             runs = api.get(f"/dags/{DAG_ID}/dagRuns", params={"run_type": "manual"}).json()["dag_runs"]
-            if runs:
-                (run,) = runs
+            added = [run for run in runs if run["dag_run_id"] not in earlier]
+            if added:
+                (run,) = added
                 return run
             time.sleep(1)
     pytest.fail(f"no manual run of {DAG_ID} within {timeout:.0f} s of pressing Trigger")

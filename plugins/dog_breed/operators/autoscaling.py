@@ -9,6 +9,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from dog_breed.hooks import ApplicationAutoScalingHook
+from dog_breed.links import EndpointAutoscalingLink
 from dog_breed.naming import scaling_policy_name
 from dog_breed.specs import VARIANT_NAME, register_target_request, scaling_policy_request, variant_resource_id
 
@@ -41,6 +42,7 @@ class SageMakerEndpointAutoscalingOperator(AwsBaseOperator[ApplicationAutoScalin
         "scale_out_cooldown",
     )
     ui_color = "#f3e5d8"
+    operator_extra_links = (EndpointAutoscalingLink(),)
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class SageMakerEndpointAutoscalingOperator(AwsBaseOperator[ApplicationAutoScalin
         if self.min_capacity > self.max_capacity:
             raise ValueError(f"min_capacity {self.min_capacity} > max_capacity {self.max_capacity}")
         resource_id = variant_resource_id(self.endpoint_name, self.variant_name)
+        EndpointAutoscalingLink.persist_for(context, self, resource_id)
         self.hook.conn.register_scalable_target(
             **register_target_request(resource_id, self.min_capacity, self.max_capacity)
         )

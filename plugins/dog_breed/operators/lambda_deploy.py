@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
 from dog_breed.hooks import PipelineLambdaHook
+from dog_breed.links import LambdaFunctionLink
 from dog_breed.naming import lambda_role_name
 from dog_breed.packaging import default_model_scripts_dir
 from dog_breed.policies import lambda_invoke_endpoint_policy, trust_policy
@@ -126,6 +127,7 @@ class LambdaDeployFunctionOperator(AwsBaseOperator[PipelineLambdaHook]):
         "alias_name",
     )
     ui_color = "#ff9900"
+    operator_extra_links = (LambdaFunctionLink(),)
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class LambdaDeployFunctionOperator(AwsBaseOperator[PipelineLambdaHook]):
         return AwsBaseHook(client_type="iam", **self._hook_parameters)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        LambdaFunctionLink.persist_for(context, self, self.function_name)
         lam = self.hook.conn
         role_arn = self.ensure_role(
             self.iam_hook.conn, region=lam.meta.region_name, account=self.hook.account_id

@@ -29,6 +29,12 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
 from dog_breed.hooks import describe_or_none
+from dog_breed.links import (
+    SageMakerEndpointLink,
+    SageMakerModelLink,
+    SageMakerTrainingJobLink,
+    SageMakerTuningJobLink,
+)
 from dog_breed.naming import TUNING_JOB_MAX_LEN, JobAction, resolve_job_name
 from dog_breed.triggers import connection_of
 
@@ -62,6 +68,8 @@ def _defer_until_done(operator: Any, name: str, job_type: str, **trigger_kwargs:
 class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
     """SageMakerTuningOperator that reuses or resumes its own tuning job on rerun."""
 
+    operator_extra_links = (SageMakerTuningJobLink(),)
+
     def execute(self, context: Any) -> dict:
         name, action = resolve_job_name(
             self.config["HyperParameterTuningJobName"],
@@ -69,6 +77,7 @@ class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
             TUNING_JOB_MAX_LEN,
         )
         self.config["HyperParameterTuningJobName"] = name
+        SageMakerTuningJobLink.persist_for(context, self, name)
         self.log.info("Tuning job %s: %s", name, action)
         if action == JobAction.CREATE:
             return super().execute(context)
@@ -88,6 +97,8 @@ class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
 class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
     """SageMakerTrainingOperator that reuses or resumes its own training job on rerun."""
 
+    operator_extra_links = (SageMakerTrainingJobLink(),)
+
     def __init__(self, **kwargs: Any) -> None:
         # The name is resolved here; a job that appears meanwhile is a race worth failing on.
         kwargs.setdefault("action_if_job_exists", "fail")
@@ -99,6 +110,7 @@ class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
             lambda n: _status_or_none(self.hook.describe_training_job, n, "TrainingJobStatus"),
         )
         self.config["TrainingJobName"] = name
+        SageMakerTrainingJobLink.persist_for(context, self, name)
         self.log.info("Training job %s: %s", name, action)
         if action == JobAction.CREATE:
             return super().execute(context)
@@ -119,8 +131,11 @@ class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
 class IdempotentSageMakerModelOperator(SageMakerModelOperator):
     """SageMakerModelOperator that describes instead of failing when the model exists."""
 
+    operator_extra_links = (SageMakerModelLink(),)
+
     def execute(self, context: Any) -> dict:
         name = self.config["ModelName"]
+        SageMakerModelLink.persist_for(context, self, name)
         if _exists(self.hook.describe_model, name):
             self.log.info("Model %s exists; reusing it.", name)
             return {"Model": serialize(self.hook.describe_model(name))}
@@ -142,8 +157,11 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
     """SageMakerEndpointOperator (create, or update when it exists) that does not redeploy
     an endpoint already serving the requested endpoint config."""
 
+    operator_extra_links = (SageMakerEndpointLink(),)
+
     def execute(self, context: Any) -> dict:
         endpoint = self.config["EndpointName"]
+        SageMakerEndpointLink.persist_for(context, self, endpoint)
         wanted = self.config["EndpointConfigName"]
         current = describe_or_none(self.hook.describe_endpoint, endpoint)
         if current is None or current.get("EndpointConfigName") != wanted:

@@ -1,0 +1,151 @@
+"""The model page on the running stack, after a real run: its API, then a person's browser.
+
+Uses the session's stack and its first REST-triggered run (``stack_fixtures``); in a full
+run it comes after tests/test_airflow_stack.py, so the page then also shows the retraining
+run. Screenshots go to tests/artifacts/ (git-ignored; README's picture is a copy of one).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import httpx
+import pytest
+from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page
+
+from dog_breed.params import PARAM_SPECS
+from local_aws.airflow_stack import DAG_ID, AirflowStack
+from local_aws.demo import TINY_PROFILE
+from local_aws.sandbox import client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ENDPOINT = TINY_PROFILE.get("endpoint_name", "dog-breed-classifier")
+PAGE_ROUTE = "dog-breed-model"
+
+
+@pytest.fixture
+def page_api(airflow_stack: AirflowStack) -> httpx.Client:
+    with httpx.Client(
+        base_url=f"{airflow_stack.api_url}/dog-breed",
+        headers={"Authorization": f"Bearer {airflow_stack.token()}"},
+        timeout=120,
+    ) as api:
+        yield api
+
+
+def test_the_running_airflow_loaded_the_plugin(airflow_api: httpx.Client) -> None:
+    plugins = airflow_api.get("/plugins").json()["plugins"]
+    (plugin,) = [p for p in plugins if p["name"] == "dog_breed_model"]
+    assert [view["url_route"] for view in plugin["external_views"]] == [PAGE_ROUTE]
+    assert airflow_api.get("/plugins/importErrors").json()["import_errors"] == []
+
+
+def test_the_page_answers_only_a_logged_in_user(airflow_stack: AirflowStack) -> None:
+    stranger = httpx.get(f"{airflow_stack.api_url}/dog-breed/api/model-page", timeout=60)
+    assert stranger.status_code == 401
+    browser = httpx.get(f"{airflow_stack.api_url}/dog-breed/", headers={"Accept": "text/html"}, timeout=60)
+    assert browser.status_code == 303 and "/auth/" in browser.headers["location"]
+
+
+def xcom(api: httpx.Client, run_id: str, task_id: str) -> Any:
+    quoted = urllib.parse.quote(run_id, safe="")
+    response = api.get(
+        f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value",
+        params={"deserialize": True},
+    )
+    response.raise_for_status()
+    return response.json()["value"]
+
+
+def test_the_page_api_returns_the_live_endpoint_and_the_runs(
+    airflow_stack: AirflowStack, airflow_api: httpx.Client, page_api: httpx.Client, first_run: dict
+) -> None:
+    assert first_run["state"] == "success", first_run["tasks"]
+    page = page_api.get("/api/model-page").json()
+    assert page["problems"] == []
+    sagemaker = client("sagemaker", airflow_stack.aws_url)
+    live = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    endpoint = page["endpoint"]
+    assert (endpoint["name"], endpoint["status"]) == (ENDPOINT, "InService")
+    assert endpoint["endpoint_config"] == live["EndpointConfigName"]
+    assert endpoint["current_instance_count"] == live["ProductionVariants"][0]["CurrentInstanceCount"]
+    scaling = tuple(
+        TINY_PROFILE.get(name, PARAM_SPECS[name]["default"])
+        for name in ("autoscaling_min_capacity", "autoscaling_max_capacity")
+    )
+    assert (endpoint["scaling"]["min_capacity"], endpoint["scaling"]["max_capacity"]) == scaling
+
+    runs = {run["run_id"]: run for run in page["runs"]}
+    first = runs[first_run["dag_run_id"]]
+    training = xcom(airflow_api, first_run["dag_run_id"], "train")["Training"]
+    decision = xcom(airflow_api, first_run["dag_run_id"], "quality_gate")
+    (accuracy,) = [m["Value"] for m in training["FinalMetricDataList"] if m["MetricName"] == "test:accuracy"]
+    assert first["test_accuracy"] == pytest.approx(accuracy)
+    assert (first["state"], first["gate"], first["deployed"]) == ("success", "deploy", True)
+    assert first["gate_reason"] == decision["reason"]
+    assert [r["run_id"] for r in page["runs"] if r["live"]] == [endpoint["deployed_by_run"]]
+
+    newest_trained = next(r for r in page["runs"] if r["training_job"])
+    assert page["curves"]["training_job"] == newest_trained["training_job"]
+    assert page["curves"]["epochs"] == list(range(1, TINY_PROFILE["epochs"] + 1))
+    assert len(page["smoke_test"]["predictions"]) == TINY_PROFILE["smoke_test_images"]
+
+
+def log_in(page, stack: AirflowStack) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.api_url}/")
+    page.wait_for_url("**/auth/login**")
+    page.fill("input[name=username]", stack.login)
+    page.fill("input[type=password]", stack.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Welcome")).to_be_visible()
+
+
+def test_a_person_sees_the_model_its_runs_and_curves_and_follows_a_tasks_link(
+    airflow_stack: AirflowStack, page_api: httpx.Client, first_run: dict
+) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expected = page_api.get("/api/model-page").json()
+    trained = [r for r in expected["runs"] if r["test_accuracy"] is not None]
+    with chromium_page() as page:
+        log_in(page, airflow_stack)
+        page.get_by_role("link", name="Dog-breed model").click()  # the external view in the nav
+        page.wait_for_url(f"**/plugin/{PAGE_ROUTE}**")
+        frame = page.frame_locator('iframe[title="Dog-breed model"]')
+        expect(frame.locator("#endpoint-status")).to_have_text("InService", timeout=UI_TIMEOUT_MS)
+        expect(frame.locator("#live-endpoint")).to_contain_text(
+            expected["endpoint"]["model_name"], timeout=UI_TIMEOUT_MS
+        )
+        # plotly draws one marker per run that trained; the curves chart one line per metric
+        expect(frame.locator("#accuracy-chart .scatterlayer .point")).to_have_count(
+            len(trained), timeout=UI_TIMEOUT_MS
+        )
+        expect(frame.locator("#curves-chart .scatterlayer .trace")).to_have_count(3, timeout=UI_TIMEOUT_MS)
+        expect(frame.locator("#predictions img")).to_have_count(
+            TINY_PROFILE["smoke_test_images"], timeout=UI_TIMEOUT_MS
+        )
+        model_page = page.frame(url=f"{airflow_stack.api_url}/dog-breed/")
+        model_page.wait_for_function(  # every thumbnail fetched and decoded
+            "[...document.querySelectorAll('#predictions img')]"
+            ".every(image => image.complete && image.naturalWidth > 0)",
+            timeout=UI_TIMEOUT_MS,
+        )
+        page.screenshot(path=str(ARTIFACTS / "model_page_in_airflow.png"))
+
+        page.goto(f"{airflow_stack.api_url}/dog-breed/")
+        expect(page.locator("#curves-chart .scatterlayer .trace")).to_have_count(3, timeout=UI_TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / "model_page.png"), full_page=True)
+
+        run_id = urllib.parse.quote(first_run["dag_run_id"], safe="")
+        page.goto(f"{airflow_stack.api_url}/dags/{DAG_ID}/runs/{run_id}/tasks/train/details")
+        page.get_by_role("link", name="SageMaker training job").click()
+        page.wait_for_url("**/dog-breed/aws/sagemaker/training-job/**")
+        expect(page.locator("#description")).to_contain_text(
+            '"TrainingJobStatus": "Completed"', timeout=UI_TIMEOUT_MS
+        )
+        page.screenshot(path=str(ARTIFACTS / "training_job_link.png"))
