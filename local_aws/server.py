@@ -32,10 +32,10 @@ log = logging.getLogger("local_aws")
 
 # The services local_aws implements itself, as "module:Class"; each takes the Context.
 SERVICE_CLASSES = {
-    "training": "local_aws.training:TrainingService",
-    "tuning": "local_aws.tuning:TuningService",
-    "hosting": "local_aws.hosting:HostingService",
-    "lambda": "local_aws.lambda_service:LambdaService",
+    "training": "local_aws.services.sagemaker.training.service:TrainingService",
+    "tuning": "local_aws.services.sagemaker.tuning.service:TuningService",
+    "hosting": "local_aws.services.sagemaker.hosting.service:HostingService",
+    "lambda": "local_aws.services.awslambda.service:LambdaService",
 }
 
 HEALTH_PATH = "/_local_aws/health"

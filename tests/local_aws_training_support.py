@@ -20,8 +20,8 @@ from local_aws.server import LocalAwsServer
 BUCKET = "sm-test"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 SAGEMAKER_SERVICES = {
-    "training": "local_aws.training:TrainingService",
-    "tuning": "local_aws.tuning:TuningService",
+    "training": "local_aws.services.sagemaker.training.service:TrainingService",
+    "tuning": "local_aws.services.sagemaker.tuning.service:TuningService",
 }
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"},

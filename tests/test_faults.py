@@ -18,7 +18,7 @@ import pytest
 from bad_input_corpus import good_jpeg
 from served_model import FAST_WAIT, ServedModel, client, create_endpoint_config, serve_model
 
-from local_aws.sandbox import LocalAwsProcess, upload_directory
+from local_aws.devtools.sandbox import LocalAwsProcess, upload_directory
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from local_aws.airflow_stack import DAG_ID, AirflowStack
+from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from local_aws.sandbox import (
+from local_aws.devtools.sandbox import (
     REPO_ROOT,
     LocalAwsProcess,
     airflow,
@@ -193,7 +193,7 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_aws.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m local_aws.devtools.demo", description=__doc__)
     parser.add_argument("--workdir", default=str(REPO_ROOT / ".demo"))
     parser.add_argument("--profile", choices=sorted(SAMPLE_DATA), default="demo")
     parser.add_argument("--runs", type=int, default=1, help="2 shows retraining update the endpoint")

@@ -1,6 +1,6 @@
 """Lambda execution environments: worker processes, one pool per function version.
 
-A :class:`Worker` is one ``lambda_worker.py`` process in its own process group (so a
+A :class:`Worker` is one ``worker.py`` process in its own process group (so a
 handler's children die with it), talking over two pipes. A :class:`WorkerPool` hands out
 idle workers (most recently used first, so traffic stays on warm ones), starts new ones on
 demand (cold starts), keeps a provisioned number warm and reaps the rest when idle.
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local_aws.lambda_worker import LENGTH_PREFIX
+from local_aws.services.awslambda.worker import LENGTH_PREFIX
 
-WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
 
 class WorkerInitError(Exception):

@@ -1,6 +1,6 @@
 """The machinery behind an endpoint: model-server processes, one per instance.
 
-* :class:`ModelInstance` is one ``python -m local_aws.model_server`` process in its own
+* :class:`ModelInstance` is one model-server process (:mod:`.model_server`) in its own
   process group, its output shipped to CloudWatch Logs; it announces its port on stdout.
 * :class:`VariantFleet` is a production variant's instances with round-robin routing,
   scale-out (start, wait for /ping, then route) and scale-in (unroute, drain, stop).
@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from local_aws.core import Context, split_s3_uri
-from local_aws.model_server import PORT_ANNOUNCEMENT
+from local_aws.services.sagemaker.hosting.model_server import PORT_ANNOUNCEMENT
 
 log = logging.getLogger("local_aws.hosting")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # so child processes can import local_aws
+PROJECT_ROOT = Path(__file__).resolve().parents[4]  # so child processes can import local_aws
 STOP_GRACE_SECONDS = 5.0
 PING_INTERVAL_SECONDS = 0.1
 
@@ -263,7 +263,7 @@ class ModelInstance:
                 [
                     sys.executable,
                     "-m",
-                    "local_aws.model_server",
+                    "local_aws.services.sagemaker.hosting.model_server",
                     "--model-dir",
                     str(self._model_dir),
                     "--port",

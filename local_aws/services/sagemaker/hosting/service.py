@@ -1,7 +1,7 @@
 """SageMaker hosting: models, endpoint configs, endpoints, and the runtime's InvokeEndpoint.
 
-An endpoint is model-server processes (``local_aws.model_server``), one per instance, started
-from the endpoint config's models; see :mod:`local_aws.hosting_fleet`. Error codes and texts
+An endpoint is model-server processes (:mod:`.model_server`), one per instance, started
+from the endpoint config's models; see :mod:`.fleet`. Error codes and texts
 follow SageMaker's, because callers (the Amazon provider's operators, botocore's waiters)
 match on them:
 
@@ -44,7 +44,7 @@ from local_aws.core import (
     to_json,
     validation_error,
 )
-from local_aws.hosting_fleet import (
+from local_aws.services.sagemaker.hosting.fleet import (
     Deployment,
     LogShipper,
     ModelInstance,

@@ -32,7 +32,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import Trial, TrialState
 
 from local_aws.core import AwsError, Context, list_page, not_found, now, validation_error
-from local_aws.training import (
+from local_aws.services.sagemaker.training.service import (
     TrainingJob,
     TrainingService,
     list_jobs,

@@ -1,7 +1,7 @@
 """``make airflow``: the Airflow 3 stack of docker-compose.yaml, on this machine, without Docker.
 
-    python -m local_aws.airflow_stack [--port 8080] [--aws-port 4566] [--home .airflow]
-    python -m local_aws.airflow_stack seed --endpoint-url http://local-aws:4566   # compose's seeding
+    python -m local_aws.devtools.airflow_stack [--port 8080] [--aws-port 4566] [--home .airflow]
+    python -m local_aws.devtools.airflow_stack seed --endpoint-url http://local-aws:4566   # compose's seeding
 
 Starts local_aws, puts a sample dataset at the DAG's default ``dataset_s3_uri`` in its S3,
 migrates a metadata database under ``--home`` and runs the api-server (UI on 127.0.0.1),
@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local_aws.sandbox import REPO_ROOT, LocalAwsProcess, airflow, airflow_environment, upload_directory
+from local_aws.devtools.sandbox import (
+    REPO_ROOT,
+    LocalAwsProcess,
+    airflow,
+    airflow_environment,
+    upload_directory,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -59,7 +65,7 @@ MAX_RESTARTS = 3
 # loop, so a long wait there blocks the very loop whose transaction holds the lock.
 SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
 PATIENT_DATABASE_ENV = {
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "local_aws.airflow_stack.SQLITE_CONNECT_ARGS"
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "local_aws.devtools.airflow_stack.SQLITE_CONNECT_ARGS"
 }
 
 
@@ -72,8 +78,8 @@ def free_port() -> int:
 def seed_sample_dataset(
     endpoint_url: str, workdir: Path, dataset_uri: str = DEFAULT_DATASET_URI, profile: str = "demo"
 ) -> int:
-    """Generate the sample dogImages of ``profile`` (see local_aws.demo) and upload it; returns the count."""
-    from local_aws.demo import SAMPLE_DATA
+    """Generate the sample dogImages of ``profile`` (see :mod:`.demo`) and upload it; returns the count."""
+    from local_aws.devtools.demo import SAMPLE_DATA
 
     sys.path.insert(0, str(REPO_ROOT / "model_scripts"))
     from sample_data import generate
@@ -307,7 +313,7 @@ class AirflowStack:
         )
 
     def banner(self) -> str:
-        from local_aws.demo import DEMO_PROFILE
+        from local_aws.devtools.demo import DEMO_PROFILE
 
         return "\n".join(
             [
@@ -367,7 +373,7 @@ def seed(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m local_aws.airflow_stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m local_aws.devtools.airflow_stack", description=__doc__)
     parser.set_defaults(handler=run)
     parser.add_argument("--home", default=str(REPO_ROOT / ".airflow"), help="AIRFLOW_HOME and stack state")
     parser.add_argument("--port", type=int, default=8080, help="api-server (UI) port on 127.0.0.1")
@@ -377,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     seeding.set_defaults(handler=seed)
     seeding.add_argument("--endpoint-url", required=True)
     seeding.add_argument("--dataset-uri", default=DEFAULT_DATASET_URI)
-    seeding.add_argument("--profile", default="demo", help="sample-data size, as in local_aws.demo")
+    seeding.add_argument("--profile", default="demo", help="sample-data size, as in local_aws.devtools.demo")
     seeding.add_argument("--workdir", default="/tmp/dog-breed-sample")  # noqa: S108 - scratch for a container
     args = parser.parse_args(argv)
     args.handler(args)

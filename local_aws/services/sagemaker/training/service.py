@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_aws import debugger_rules
 from local_aws.core import AwsError, Context, list_page, not_found, now, split_s3_uri, validation_error
+from local_aws.services.sagemaker.training import debugger_rules
 
 log = logging.getLogger("local_aws.training")
 

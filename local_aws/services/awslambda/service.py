@@ -1,5 +1,5 @@
 """AWS Lambda for local_aws: the control plane the deploy operator uses, and Invoke that
-really runs the handler in worker processes (see :mod:`local_aws.lambda_pool`).
+really runs the handler in worker processes (see :mod:`local_aws.services.awslambda.pool`).
 
 State is in memory (as moto's is); code lives on disk under ``state_dir/lambda/<function>/``:
 ``packages/<sha>.zip`` as uploaded, ``$LATEST/<sha>/`` unpacked per code revision and
@@ -38,7 +38,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from local_aws.core import AwsError, Context, Route, now, to_json
-from local_aws.lambda_pool import Outcome, Worker, WorkerInitError, WorkerPool
+from local_aws.services.awslambda.pool import Outcome, Worker, WorkerInitError, WorkerPool
 
 log = logging.getLogger("local_aws.lambda")
 

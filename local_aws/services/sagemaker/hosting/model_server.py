@@ -1,4 +1,7 @@
-"""A SageMaker inference container, without the container: ``python -m local_aws.model_server``.
+"""A SageMaker inference container, without the container.
+
+    python -m local_aws.services.sagemaker.hosting.model_server --model-dir DIR --port 0
+
 
 It serves the hosting contract on 127.0.0.1 (``GET /ping``, ``POST /invocations``) for a model
 directory laid out as SageMaker unpacks ``model.tar.gz`` into ``/opt/ml/model``: the user's
@@ -46,7 +49,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-log = logging.getLogger("local_aws.model_server")
+log = logging.getLogger("local_aws.services.sagemaker.hosting.model_server")
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB
 DEFAULT_ACCEPT = "application/json"
@@ -327,7 +330,7 @@ def serve(model_dir: Path, host: str, port: int, program: str, max_concurrency: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m local_aws.model_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__)
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--host", default="127.0.0.1")

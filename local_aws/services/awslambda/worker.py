@@ -1,6 +1,6 @@
 """One Lambda execution environment: import the handler once, then serve invocations.
 
-Started by :mod:`local_aws.lambda_service` as ``python -I lambda_worker.py --request-fd R
+Started by :mod:`local_aws.services.awslambda.pool` as ``python -I worker.py --request-fd R
 --response-fd W`` with the function's environment (``_HANDLER``, ``LAMBDA_TASK_ROOT``, ...).
 It imports only the standard library, so the handler sees nothing of local_aws.
 
