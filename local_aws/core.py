@@ -27,6 +27,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from local_aws.infra import s3
+from local_aws.infra.cloudwatch_logs import LogShipper
+
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs agree across services
 
 
@@ -204,6 +207,10 @@ class Context:
     account_id: str = ACCOUNT_ID
     tags: TagStore = field(default_factory=TagStore)
     services: dict[str, Any] = field(default_factory=dict)
+    logs: LogShipper = field(init=False)  # CloudWatch Logs for every process the services run
+
+    def __post_init__(self) -> None:
+        self.logs = LogShipper(lambda: self.client("logs"))
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
@@ -235,9 +242,8 @@ class Context:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise validation_error(f"Not an S3 URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise validation_error(f"Not an S3 URI: {uri!r}")
-    return bucket, key
+    """(bucket, key) of a request's S3 URI; anything else is the caller's mistake."""
+    try:
+        return s3.split_s3_uri(uri)
+    except ValueError as error:
+        raise validation_error(str(error)) from error

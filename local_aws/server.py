@@ -158,6 +158,7 @@ class LocalAws:
                     service.shutdown()
                 except Exception:
                     log.exception("shutting down %s", type(service).__name__)
+        self.context.logs.close()  # after the services: their last lines are still shipped
 
 
 class LocalAwsServer:

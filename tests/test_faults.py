@@ -7,7 +7,6 @@ which already pays for one.)
 
 from __future__ import annotations
 
-import socket
 import textwrap
 import threading
 import time
@@ -19,6 +18,7 @@ from bad_input_corpus import good_jpeg
 from served_model import FAST_WAIT, ServedModel, client, create_endpoint_config, serve_model
 
 from local_aws.devtools.sandbox import LocalAwsProcess, upload_directory
+from local_aws.infra.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -109,12 +109,6 @@ SLOW_TRAINING = textwrap.dedent(
     time.sleep(300)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_slow_training_job(url: str) -> str:

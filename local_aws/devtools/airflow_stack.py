@@ -24,10 +24,7 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -39,8 +36,11 @@ from local_aws.devtools.sandbox import (
     LocalAwsProcess,
     airflow,
     airflow_environment,
+    generate_sample_dataset,
     upload_directory,
 )
+from local_aws.infra.ports import free_port
+from local_aws.infra.processes import ProcessGroup, stop_all
 
 if TYPE_CHECKING:
     import httpx
@@ -69,24 +69,11 @@ PATIENT_DATABASE_ENV = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def seed_sample_dataset(
     endpoint_url: str, workdir: Path, dataset_uri: str = DEFAULT_DATASET_URI, profile: str = "demo"
 ) -> int:
-    """Generate the sample dogImages of ``profile`` (see :mod:`.demo`) and upload it; returns the count."""
-    from local_aws.devtools.demo import SAMPLE_DATA
-
-    sys.path.insert(0, str(REPO_ROOT / "model_scripts"))
-    from sample_data import generate
-
-    target = workdir / "dogImages"
-    shutil.rmtree(target, ignore_errors=True)
-    generate(target, seed=0, **SAMPLE_DATA[profile])
+    """Generate the sample dogImages of ``profile`` and upload it; returns the count."""
+    target = generate_sample_dataset(workdir / "dogImages", profile)
     return upload_directory(endpoint_url, target, dataset_uri)
 
 
@@ -141,9 +128,7 @@ class AirflowStack:
         self.aws: LocalAwsProcess | None = None
         self.env: dict[str, str] = {}
         self.log_dir = self.home / "stack-logs"
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._commands: dict[str, tuple[str, ...]] = {}
-        self.restarts: dict[str, int] = {}
+        self._processes: dict[str, ProcessGroup] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 600) -> AirflowStack:
@@ -171,20 +156,9 @@ class AirflowStack:
         return self
 
     def stop(self, grace: float = 30) -> None:
-        """SIGTERM every component's process group, then SIGKILL what is left after ``grace`` s."""
-        running = {name: p for name, p in self._processes.items() if p.poll() is None}
-        for process in reversed(list(running.values())):
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in running.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-        # Task processes the LocalExecutor started live in the components' groups; reap stragglers.
-        for process in running.values():
-            _signal_group(process, signal.SIGKILL)
+        """SIGTERM every component's process group, then SIGKILL what is left after ``grace`` s
+        (task processes the LocalExecutor started live in the components' groups)."""
+        stop_all(reversed(list(self._processes.values())), grace)
         self._processes.clear()
         if self.aws is not None:
             self.aws.stop()
@@ -228,20 +202,15 @@ class AirflowStack:
         return ("api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
 
     def _spawn(self, name: str, command: tuple[str, ...]) -> None:
-        self._commands[name] = command
-        log = (self.log_dir / f"{name}.log").open("ab")
         executable = str(Path(sys.executable).with_name("airflow"))
-        self._processes[name] = subprocess.Popen(
+        # Own process group: Ctrl-C reaches only this process, which then stops the whole group.
+        self._processes[name] = ProcessGroup(
             [executable, *command],
+            name=f"airflow {name}",
             cwd=REPO_ROOT,
             env=self.env if name == "api-server" else {**self.env, **PATIENT_DATABASE_ENV},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # Own process group: Ctrl-C reaches only this process, which then stops the whole group.
-            start_new_session=True,
-        )
-        log.close()
+            stdout=self.log_dir / f"{name}.log",
+        ).start()
 
     def _wait_healthy(self, deadline: float) -> None:
         import httpx
@@ -261,18 +230,16 @@ class AirflowStack:
 
     def check_alive(self) -> None:
         """Restart a component that exited; raise with its log's tail once it used up its restarts."""
-        for name, process in list(self._processes.items()):
-            if process.poll() is None:
+        for name, process in self._processes.items():
+            if process.running:
                 continue
             tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-            if self.restarts.get(name, 0) >= MAX_RESTARTS:
+            if process.starts > MAX_RESTARTS:
                 raise RuntimeError(
-                    f"airflow {name} exited with {process.returncode} {MAX_RESTARTS + 1} times:\n{tail}"
+                    f"airflow {name} exited with {process.returncode} {process.starts} times:\n{tail}"
                 )
-            self.restarts[name] = self.restarts.get(name, 0) + 1
             print(f"airflow {name} exited with {process.returncode}; restarting", file=sys.stderr, flush=True)
-            _signal_group(process, signal.SIGKILL)  # its leftover children
-            self._spawn(name, self._commands[name])
+            process.start()  # kills what its previous run left in the group first
 
     # -- REST API ---------------------------------------------------------------------------
     def token(self) -> str:
@@ -341,11 +308,6 @@ def _use_write_ahead_log(database: Path) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
 def run(args: argparse.Namespace) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -383,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     seeding.set_defaults(handler=seed)
     seeding.add_argument("--endpoint-url", required=True)
     seeding.add_argument("--dataset-uri", default=DEFAULT_DATASET_URI)
-    seeding.add_argument("--profile", default="demo", help="sample-data size, as in local_aws.devtools.demo")
+    seeding.add_argument("--profile", default="demo", help="sample-data size: demo or tiny")
     seeding.add_argument("--workdir", default="/tmp/dog-breed-sample")  # noqa: S108 - scratch for a container
     args = parser.parse_args(argv)
     args.handler(args)

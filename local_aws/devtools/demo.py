@@ -20,10 +20,12 @@ from typing import Any
 
 from local_aws.devtools.sandbox import (
     REPO_ROOT,
+    SAMPLE_DATA,
     LocalAwsProcess,
     airflow,
     airflow_environment,
     client,
+    generate_sample_dataset,
     upload_directory,
 )
 
@@ -64,22 +66,11 @@ TINY_PROFILE: dict[str, Any] = {
     "champion_tolerance": 1.0,
     "smoke_test_images": 3,
 }
-SAMPLE_DATA = {
-    "demo": {"classes": 5, "per_class_train": 30, "per_class_eval": 10, "size": 72},
-    "tiny": {"classes": 3, "per_class_train": 8, "per_class_eval": 3, "size": 40},
-}
-
-
 def prepare_dataset(workdir: Path, profile: str) -> Path:
     given = os.environ.get("DOGIMAGES_DIR")
     if given:
         return Path(given)
-    sys.path.insert(0, str(REPO_ROOT / "model_scripts"))
-    from sample_data import generate
-
-    target = workdir / "dogImages"
-    shutil.rmtree(target, ignore_errors=True)
-    return generate(target, seed=0, **SAMPLE_DATA[profile])
+    return generate_sample_dataset(workdir / "dogImages", profile)
 
 
 def run_pipeline(workdir: Path, aws_url: str, conf: dict[str, Any], timeout: float) -> dict[str, str]:

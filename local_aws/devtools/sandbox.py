@@ -10,16 +10,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from local_aws.infra import s3
+from local_aws.infra.processes import ProcessGroup
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+SAMPLE_SCRIPT = REPO_ROOT / "model_scripts" / "sample_data.py"
+# model_scripts/sample_data.py settings per profile: the demo's, and the end-to-end tests' tiny one.
+SAMPLE_DATA = {
+    "demo": {"classes": 5, "per_class_train": 30, "per_class_eval": 10, "size": 72},
+    "tiny": {"classes": 3, "per_class_train": 8, "per_class_eval": 3, "size": 40},
+}
 _READY = re.compile(r"local_aws ready on (http://\S+)")
 
 
@@ -31,49 +41,55 @@ class LocalAwsProcess:
         self.port = port
         self.log_path = Path(log_path) if log_path else self.state_dir / "local_aws.log"
         self.url = ""
-        self._process: subprocess.Popen[str] | None = None
+        self._ready = threading.Event()
+        self._group: ProcessGroup | None = None
 
     def start(self, timeout: float = 60) -> LocalAwsProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("w")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "local_aws", "--port", str(self.port), "--state-dir", str(self.state_dir)],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,  # its children (training, model servers, Lambda workers) die with it
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.log_path.write_text("")
+        command = [sys.executable, "-m", "local_aws", "--port", str(self.port)]
+        command += ["--state-dir", str(self.state_dir)]
+        # Its own group: its children (training, model servers, Lambda workers) die with it.
+        self._group = ProcessGroup(
+            command, name="local_aws", cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=self._on_output, stderr=self.log_path,
+        ).start()  # fmt: skip
         deadline = time.monotonic() + timeout
-        assert self._process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self._process.stdout.readline()
-            if not line:
-                break
-            found = _READY.search(line)
-            if found:
-                self.url = found.group(1)
-                wait_healthy(self.url, deadline - time.monotonic())
-                return self
+        while not self._ready.wait(0.1) and self._group.running and time.monotonic() < deadline:
+            pass
+        if self._ready.is_set():
+            wait_healthy(self.url, deadline - time.monotonic())
+            return self
         self.stop()
         raise RuntimeError(f"local_aws did not start within {timeout:.0f} s; see {self.log_path}")
 
+    def _on_output(self, line: str) -> None:
+        found = _READY.search(line)
+        if found and not self._ready.is_set():
+            self.url = found.group(1)
+            self._ready.set()
+
     def stop(self, grace: float = 15) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        if self._group is not None:
+            self._group.stop(grace)
 
     def __enter__(self) -> LocalAwsProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def generate_sample_dataset(target: Path, profile: str) -> Path:
+    """A fresh dogImages-layout sample set at ``target``, written by model_scripts/sample_data.py."""
+    settings = SAMPLE_DATA[profile]
+    shutil.rmtree(target, ignore_errors=True)
+    command = [sys.executable, str(SAMPLE_SCRIPT), str(target), "--seed", "0"]
+    command += ["--classes", str(settings["classes"]), "--size", str(settings["size"])]
+    command += ["--per-class", str(settings["per_class_train"])]
+    command += ["--per-class-eval", str(settings["per_class_eval"])]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=600)
+    return target
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:
@@ -103,18 +119,11 @@ def client(service: str, endpoint_url: str) -> Any:
 
 def upload_directory(endpoint_url: str, local_dir: Path | str, s3_uri: str) -> int:
     """Upload every file under ``local_dir`` to ``s3_uri`` (bucket created if needed); returns the count."""
-    bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")
-    s3 = client("s3", endpoint_url)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
-        s3.create_bucket(Bucket=bucket)
-    count = 0
-    root = Path(local_dir)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(root).as_posix()]))
-        s3.upload_file(str(path), bucket, key)
-        count += 1
-    return count
+    bucket, _ = s3.split_s3_uri(s3_uri)
+    s3_client = client("s3", endpoint_url)
+    if bucket not in {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}:
+        s3_client.create_bucket(Bucket=bucket)
+    return s3.upload_directory(s3_client, Path(local_dir), s3_uri)
 
 
 def aws_connection(endpoint_url: str, region: str = REGION) -> str:

@@ -12,8 +12,6 @@ import contextlib
 import json
 import os
 import select
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local_aws.infra.processes import ProcessGroup
 from local_aws.services.awslambda.worker import LENGTH_PREFIX
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
@@ -50,7 +49,7 @@ class Outcome:
 class Worker:
     """One execution environment. Not thread-safe: the pool lends it to one caller at a time."""
 
-    def __init__(self, process: subprocess.Popen, request_fd: int, response_fd: int, log_stream: str):
+    def __init__(self, process: ProcessGroup, request_fd: int, response_fd: int, log_stream: str):
         self.process = process
         self.request_fd = request_fd
         self.response_fd = response_fd
@@ -63,6 +62,7 @@ class Worker:
 
     @property
     def pid(self) -> int:
+        assert self.process.pid is not None
         return self.process.pid
 
     @classmethod
@@ -78,28 +78,24 @@ class Worker:
         """Start a worker and wait for its handler import (the cold start)."""
         request_r, request_w = os.pipe()
         response_r, response_w = os.pipe()
-        init_log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(init_log_path, "wb") as init_log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-I",  # no user site, no PYTHON* variables, no script directory on sys.path
-                    str(WORKER_SCRIPT),
-                    "--request-fd",
-                    str(request_r),
-                    "--response-fd",
-                    str(response_w),
-                ],
-                env=env,
-                cwd=task_root,
-                stdin=subprocess.DEVNULL,
-                stdout=init_log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(request_r, response_w),
-                start_new_session=True,
-            )
-        os.close(request_r)
-        os.close(response_w)
+        command = [
+            sys.executable,
+            "-I",  # no user site, no PYTHON* variables, no script directory on sys.path
+            str(WORKER_SCRIPT),
+            "--request-fd",
+            str(request_r),
+            "--response-fd",
+            str(response_w),
+        ]
+        process = ProcessGroup(
+            command, name=log_stream, env=env, cwd=task_root, stdout=init_log_path,
+            pass_fds=(request_r, response_w),
+        )  # fmt: skip
+        try:
+            process.start()
+        finally:
+            os.close(request_r)
+            os.close(response_w)
         os.set_blocking(request_w, False)
         worker = cls(process, request_w, response_r, log_stream)
         try:
@@ -111,7 +107,7 @@ class Worker:
             worker.kill()
             if frame is not None and frame[0].get("type") == "init_error":
                 raise WorkerInitError(json.loads(frame[1]), worker.init_log)
-            reason = "timed out" if frame is None and worker.process.poll() is None else "exited"
+            reason = "timed out" if frame is None and worker.process.running else "exited"
             document = {
                 "errorType": "Runtime.ExitError" if reason == "exited" else "Sandbox.Timedout",
                 "errorMessage": f"Error: Runtime {reason} during init ({worker.exit_status()})",
@@ -141,30 +137,21 @@ class Worker:
         )
 
     def _ended_without_answer(self, deadline: float) -> Outcome:
-        timed_out = time.monotonic() >= deadline and self.process.poll() is None
+        timed_out = time.monotonic() >= deadline and self.process.running
         self.kill()
         if timed_out:
             return Outcome(kind="timeout")
         return Outcome(kind="crash", exit_status=self.exit_status())
 
     def exit_status(self) -> str:
-        code = self.process.poll()
-        if code is None:
-            return "running"
-        if code < 0:
-            return f"signal: {signal.Signals(-code).name.removeprefix('SIG').lower()}"
-        return f"exit status {code}"
+        return self.process.exit_status()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process.running
 
     def kill(self) -> None:
         """Kill the whole process group (handler children included) and release the pipes."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL cannot be ignored; bounded anyway
-            self.process.wait(timeout=5)
+        self.process.kill()
         for fd in (self.request_fd, self.response_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)

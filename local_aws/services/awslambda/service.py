@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import math
 import os
-import queue
 import random
 import re
 import shutil
@@ -29,7 +27,6 @@ import time
 import urllib.parse
 import uuid
 import zipfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from local_aws.core import AwsError, Context, Route, now, to_json
+from local_aws.infra.background import every, in_background
 from local_aws.services.awslambda.pool import Outcome, Worker, WorkerInitError, WorkerPool
 
 log = logging.getLogger("local_aws.lambda")
@@ -370,53 +368,6 @@ def trusts_lambda(document: Any) -> bool:
     return False
 
 
-# -- CloudWatch Logs -------------------------------------------------------------------------
-class LogShipper:
-    """Sends function logs to CloudWatch Logs (moto) off the request path."""
-
-    def __init__(self, client_factory: Callable[[], Any]):
-        self._client_factory = client_factory
-        self._queue: queue.Queue[tuple[str, str, list[str], int] | None] = queue.Queue()
-        self._known_streams: set[tuple[str, str]] = set()
-        self._thread = threading.Thread(target=self._run, name="lambda-logs", daemon=True)
-        self._thread.start()
-
-    def ship(self, group: str, stream: str, text: str) -> None:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if lines:
-            self._queue.put((group, stream, lines, int(time.time() * 1000)))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        client = None
-        while (item := self._queue.get()) is not None:
-            group, stream, lines, millis = item
-            try:
-                client = client or self._client_factory()
-                self._ensure_stream(client, group, stream)
-                # CloudWatch rejects a whole batch holding one empty message.
-                events = [{"timestamp": millis, "message": line} for line in lines if line.strip()]
-                if not events:
-                    continue
-                client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-            except Exception:  # logs are best effort; an invocation must not fail because of them
-                log.warning("could not ship %d log lines to %s", len(lines), group, exc_info=True)
-
-    def _ensure_stream(self, client: Any, group: str, stream: str) -> None:
-        if (group, stream) in self._known_streams:
-            return
-        for create, kwargs in (
-            (client.create_log_group, {"logGroupName": group}),
-            (client.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
-        ):
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                create(**kwargs)
-        self._known_streams.add((group, stream))
-
-
 # -- the service -------------------------------------------------------------------------------
 class LambdaService:
     """Lambda's REST API (2015-03-31 and friends) served by local_aws."""
@@ -432,12 +383,13 @@ class LambdaService:
         self._clients: dict[str, Any] = {}
         self._stopping = threading.Event()
         self.idle_worker_seconds = IDLE_WORKER_SECONDS
-        self._logs = LogShipper(lambda: self.context.client("logs"))
+        self._logs = context.logs
         self._async = ThreadPoolExecutor(
             max_workers=DEFAULT_CONCURRENCY_LIMIT, thread_name_prefix="lambda-event"
         )
-        self._maintenance = threading.Thread(target=self._maintain, name="lambda-maintenance", daemon=True)
-        self._maintenance.start()
+        self._maintenance = every(
+            MAINTENANCE_INTERVAL_SECONDS, "lambda-maintenance", self._maintain, self._stopping
+        )
 
     def routes(self) -> list[Route]:
         fn = r"/2015-03-31/functions/(?P<function_name>[^/]+)"
@@ -731,9 +683,6 @@ class LambdaService:
             raise update_in_progress(function.arn)
 
     # -- background state transitions --------------------------------------------------------
-    def _in_background(self, name: str, work: Callable[[], None]) -> None:
-        threading.Thread(target=work, name=name, daemon=True).start()
-
     def _activate_latest(
         self, function: Function, record: VersionRecord, publish: VersionRecord | None
     ) -> None:
@@ -859,7 +808,7 @@ class LambdaService:
             self._functions[name] = function
             published = self._publish(function, None)[0] if body.get("Publish") else None
             document = self._configuration(function, published or latest)
-        self._in_background(
+        in_background(
             f"lambda-create-{name}", lambda: self._activate_latest(function, latest, published)
         )
         return response(document, 201)
@@ -962,7 +911,7 @@ class LambdaService:
             latest = self._begin_update(function, config)
             published = self._publish(function, None)[0] if body.get("Publish") else None
             document = self._configuration(function, published or latest)
-        self._in_background(
+        in_background(
             f"lambda-update-{function.name}", lambda: self._activate_latest(function, latest, published)
         )
         return response(document)
@@ -1002,7 +951,7 @@ class LambdaService:
             self._check_idle(function)
             latest = self._begin_update(function, replace(function.latest.config, **changes))
             document = self._configuration(function, latest)
-        self._in_background(
+        in_background(
             f"lambda-configure-{function.name}", lambda: self._activate_latest(function, latest, None)
         )
         return response(document)
@@ -1035,7 +984,7 @@ class LambdaService:
             source = function.latest
             document = self._configuration(function, version)
         if created:
-            self._in_background(
+            in_background(
                 f"lambda-publish-{function.name}", lambda: self._activate_version(function, source, version)
             )
         return response(document, 201)
@@ -1225,7 +1174,7 @@ class LambdaService:
 
     def _start_provisioning(self, function: Function, config: ProvisionedConcurrency) -> None:
         self._sync_provisioned_targets(function)
-        self._in_background(f"lambda-provision-{function.name}", lambda: self._provision(function, config))
+        in_background(f"lambda-provision-{function.name}", lambda: self._provision(function, config))
 
     def _provision(self, function: Function, config: ProvisionedConcurrency) -> None:
         """Start warm workers for the version until the config is READY (or FAILED)."""
@@ -1249,7 +1198,7 @@ class LambdaService:
                 reason = "FUNCTION_ERROR_INIT_FAILURE: {}: {}".format(
                     document.get("errorType"), document.get("errorMessage")
                 )
-                self._logs.ship(function.log_group, self._new_log_stream(config.version), error.log_text)
+                self._logs.put_text(function.log_group, self._new_log_stream(config.version), error.log_text)
         with self._lock:
             if function.provisioned.get(config.qualifier) is config:
                 config.status, config.status_reason = status, reason
@@ -1501,7 +1450,7 @@ class LambdaService:
                 f"REPORT RequestId: {request_id}\tStatus: error\tError Type: {error_type}",
             ]
             text = "\n".join(line for line in lines if line) + "\n"
-            self._logs.ship(function.log_group, stream, text)
+            self._logs.put_text(function.log_group, stream, text)
             return Outcome(kind="error", body=to_json(error.document)), text
         init_text = ""
         if cold:
@@ -1539,7 +1488,7 @@ class LambdaService:
         if text and not text.endswith("\n"):
             text += "\n"
         text += (status_line + "\n" if status_line else "") + f"END RequestId: {request_id}\n{report}\n"
-        self._logs.ship(function.log_group, worker.log_stream, text)
+        self._logs.put_text(function.log_group, worker.log_stream, text)
         return outcome, init_text + text
 
     @staticmethod
@@ -1637,26 +1586,25 @@ class LambdaService:
     def _ship_init_log(self, function: Function, worker: Worker) -> str:
         text = f"INIT_START Runtime Version: python:{sys.version_info.major}.{sys.version_info.minor}\n"
         text += worker.init_log
-        self._logs.ship(function.log_group, worker.log_stream, text)
+        self._logs.put_text(function.log_group, worker.log_stream, text)
         return text
 
     def _maintain(self) -> None:
         """Reap idle workers, replace dead provisioned ones, forget drained retired pools."""
-        while not self._stopping.wait(MAINTENANCE_INTERVAL_SECONDS):
+        with self._lock:
+            pools = [(name, record, pool) for (name, _), (record, pool) in self._pools.items()]
+            self._retired_pools = [p for p in self._retired_pools if not p.drained()]
+        for name, _record, pool in pools:
             try:
-                with self._lock:
-                    pools = [(name, record, pool) for (name, _), (record, pool) in self._pools.items()]
-                    self._retired_pools = [p for p in self._retired_pools if not p.drained()]
-                for name, _record, pool in pools:
-                    pool.reap(self.idle_worker_seconds)
-                    if pool.provisioned and pool.size() < pool.provisioned:
-                        with self._lock:
-                            function = self._functions.get(name)
-                        if function is not None:
-                            for worker in pool.warm(pool.provisioned):
-                                self._ship_init_log(function, worker)
+                pool.reap(self.idle_worker_seconds)
+                if pool.provisioned and pool.size() < pool.provisioned:
+                    with self._lock:
+                        function = self._functions.get(name)
+                    if function is not None:
+                        for worker in pool.warm(pool.provisioned):
+                            self._ship_init_log(function, worker)
             except Exception:  # one bad pool must not stop the housekeeping of the others
-                log.warning("lambda maintenance failed", exc_info=True)
+                log.warning("lambda maintenance of %s failed", name, exc_info=True)
 
     def shutdown(self) -> None:
         """Stop every worker process (whole process groups) and the background threads."""
@@ -1668,4 +1616,3 @@ class LambdaService:
             self._pools, self._retired_pools = {}, []
         for pool in pools:
             pool.close()
-        self._logs.close()

@@ -16,12 +16,9 @@ import http.client
 import itertools
 import logging
 import os
-import queue
 import random
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -33,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from local_aws.core import Context, split_s3_uri
+from local_aws.infra.archives import extract_tar
+from local_aws.infra.processes import ProcessGroup
+from local_aws.services.sagemaker.hosting import model_server
 from local_aws.services.sagemaker.hosting.model_server import PORT_ANNOUNCEMENT
 
 log = logging.getLogger("local_aws.hosting")
@@ -68,92 +68,7 @@ class InFlight:
             return self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
 
 
-# -- CloudWatch Logs ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LogLine:
-    group: str
-    stream: str
-    timestamp_ms: int
-    message: str
-
-
-class LogShipper:
-    """Ships model-server output to CloudWatch Logs (moto, through this server) in batches."""
-
-    def __init__(self, context: Context):
-        self._context = context
-        self._queue: queue.Queue[LogLine | None] = queue.Queue(maxsize=10_000)
-        self._known_streams: set[tuple[str, str]] = set()
-        self._thread = threading.Thread(target=self._run, name="hosting-logs", daemon=True)
-        self._thread.start()
-
-    def put(self, group: str, stream: str, message: str) -> None:
-        with contextlib.suppress(queue.Full):  # logs are best effort; serving never waits on them
-            self._queue.put_nowait(LogLine(group, stream, int(time.time() * 1000), message))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        client = None
-        done = False
-        while not done:
-            batch: list[LogLine] = []
-            try:
-                first = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if first is None:
-                done = True
-            else:
-                batch.append(first)
-            deadline = time.monotonic() + 0.5
-            while not done and len(batch) < 500 and time.monotonic() < deadline:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    done = True
-                else:
-                    batch.append(item)
-            if not batch:
-                continue
-            try:
-                client = client or self._context.client("logs")
-                self._ship(client, batch)
-            except Exception as error:
-                log.warning("could not ship %d log lines to CloudWatch: %s", len(batch), error)
-
-    def _ship(self, client: Any, batch: list[LogLine]) -> None:
-        by_stream: dict[tuple[str, str], list[LogLine]] = collections.defaultdict(list)
-        for line in batch:
-            # CloudWatch rejects a whole batch holding one empty message: drop blank lines.
-            if line.message.strip():
-                by_stream[(line.group, line.stream)].append(line)
-        for (group, stream), lines in by_stream.items():
-            if (group, stream) not in self._known_streams:
-                exists = client.exceptions.ResourceAlreadyExistsException
-                with contextlib.suppress(exists):
-                    client.create_log_group(logGroupName=group)
-                with contextlib.suppress(exists):
-                    client.create_log_stream(logGroupName=group, logStreamName=stream)
-                self._known_streams.add((group, stream))
-            client.put_log_events(
-                logGroupName=group,
-                logStreamName=stream,
-                logEvents=[{"timestamp": line.timestamp_ms, "message": line.message} for line in lines],
-            )
-
-
 # -- model data ------------------------------------------------------------------------------------
-def _extract(archive: Path, destination: Path) -> None:
-    destination.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(destination, filter="data")  # refuses absolute paths and links out of the tree
-
-
 def _download(context: Context, uri: str, target: Path) -> None:
     bucket, key = split_s3_uri(uri)
     try:
@@ -179,7 +94,7 @@ def prepare_model_dir(context: Context, container: dict[str, Any], model_dir: Pa
             archive = Path(scratch) / "model.tar.gz"
             _download(context, model_data, archive)
             try:
-                _extract(archive, model_dir)
+                extract_tar(archive, model_dir)
             except (tarfile.TarError, OSError) as error:
                 raise StartupFailure(
                     f"Model data at {model_data} is not a valid tar.gz archive: {error}"
@@ -191,7 +106,7 @@ def prepare_model_dir(context: Context, container: dict[str, Any], model_dir: Pa
             archive = Path(scratch) / "sourcedir.tar.gz"
             _download(context, submit_directory, archive)
             try:
-                _extract(archive, model_dir / "code")
+                extract_tar(archive, model_dir / "code")
             except (tarfile.TarError, OSError) as error:
                 raise StartupFailure(
                     f"Source at {submit_directory} is not a valid tar.gz archive: {error}"
@@ -205,7 +120,6 @@ class ModelInstance:
     def __init__(
         self,
         context: Context,
-        shipper: LogShipper,
         endpoint_name: str,
         variant_name: str,
         model_dir: Path,
@@ -218,16 +132,24 @@ class ModelInstance:
         self.log_stream = f"{variant_name}/{self.instance_id}"
         self.log_stream_arn = context.arn("logs", f"log-group:{self.log_group}:log-stream:{self.log_stream}")
         self.in_flight = InFlight()
-        self._context = context
-        self._shipper = shipper
-        self._model_dir = model_dir
-        self._environment = environment
+        self._logs = context.logs
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
         self._port: int | None = None
         self._port_known = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=15)
         self._stopped = False
+        env = {
+            **os.environ,
+            **environment,
+            **context.worker_environment(),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-m", model_server.__name__, "--model-dir", str(model_dir), "--port", "0"]
+        # Its own process group: stop() takes the server's children with it.
+        self._group = ProcessGroup(
+            command, name=self.instance_id, env=env, cwd=model_dir, stdout=self._on_output
+        )
 
     @property
     def port(self) -> int:
@@ -236,71 +158,37 @@ class ModelInstance:
 
     @property
     def exited(self) -> bool:
-        process = self._process
-        return process is not None and process.poll() is not None
+        return self._group.starts > 0 and not self._group.running
 
     @property
     def stopped(self) -> bool:
         return self._stopped
 
     def start(self, timeout: float) -> None:
-        """Start the process and return once /ping answers 200; raise StartupFailure otherwise."""
+        """Start the process (again, after a crash) and return once /ping answers 200;
+        raise StartupFailure otherwise."""
         with self._lock:
             if self._stopped:
                 raise StartupFailure("instance stopped while starting")
             self._port_known.clear()
             self._port = None
-            env = {
-                **os.environ,
-                **self._environment,
-                **self._context.worker_environment(),
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-                ),
-                "PYTHONUNBUFFERED": "1",
-            }
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "local_aws.services.sagemaker.hosting.model_server",
-                    "--model-dir",
-                    str(self._model_dir),
-                    "--port",
-                    "0",
-                ],
-                env=env,
-                cwd=self._model_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: stop() takes its children with it
-            )
-            process = self._process
-        threading.Thread(
-            target=self._read_output, args=(process,), name=f"out-{self.instance_id}", daemon=True
-        ).start()
-        self._wait_healthy(process, time.monotonic() + timeout)
+            self._group.start()
+        self._wait_healthy(time.monotonic() + timeout)
 
-    def _read_output(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip("\n")
-            if line.startswith(PORT_ANNOUNCEMENT) and not self._port_known.is_set():
-                self._port = int(line.removeprefix(PORT_ANNOUNCEMENT))
-                self._port_known.set()
-                continue
-            self._tail.append(line)
-            self._shipper.put(self.log_group, self.log_stream, line)
-        process.stdout.close()
+    def _on_output(self, line: str) -> None:
+        if line.startswith(PORT_ANNOUNCEMENT) and not self._port_known.is_set():
+            self._port = int(line.removeprefix(PORT_ANNOUNCEMENT))
+            self._port_known.set()
+            return
+        self._tail.append(line)
+        self._logs.put(self.log_group, self.log_stream, line)
 
-    def _wait_healthy(self, process: subprocess.Popen[str], deadline: float) -> None:
+    def _wait_healthy(self, deadline: float) -> None:
         while time.monotonic() < deadline and not self._stopped:
-            if process.poll() is not None:
-                time.sleep(0.2)  # let the reader collect the last lines for the reason
+            if not self._group.running:
+                self._group.join_output(timeout=1)  # the last lines carry the reason
                 raise StartupFailure(
-                    self._failure_reason(f"the model server exited with code {process.returncode}")
+                    self._failure_reason(f"the model server exited with code {self._group.returncode}")
                 )
             if self._port_known.is_set() and self._ping():
                 return
@@ -332,24 +220,11 @@ class ModelInstance:
         """Terminate the process group; kill it if it does not leave within the grace period."""
         with self._lock:
             self._stopped = True
-            process = self._process
-        if process is None or process.poll() is not None:
-            return
-        _signal_group(process, signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait(STOP_GRACE_SECONDS)
+        self._group.stop(STOP_GRACE_SECONDS)
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-
-def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
+        return self._group.pid
 
 
 # -- a variant's instances ----------------------------------------------------------------------

@@ -44,9 +44,9 @@ from local_aws.core import (
     to_json,
     validation_error,
 )
+from local_aws.infra.background import every, in_background
 from local_aws.services.sagemaker.hosting.fleet import (
     Deployment,
-    LogShipper,
     ModelInstance,
     StartupFailure,
     VariantFleet,
@@ -143,12 +143,10 @@ class HostingService:
         self._live: dict[Deployment, str] = {}  # every deployment with processes, by endpoint key
         self._last_scaled: dict[tuple[str, str], float] = {}  # (endpoint, variant) -> when it last scaled
         self._closing = threading.Event()
-        self._shipper = LogShipper(context)
         self._root = Path(context.state_dir) / "hosting"
-        self._supervisor = threading.Thread(target=self._supervise, name="hosting-supervisor", daemon=True)
-        self._supervisor.start()
-        self._autoscaler = threading.Thread(target=self._autoscale, name="hosting-autoscaler", daemon=True)
-        self._autoscaler.start()
+        self._autoscaling: Any = None
+        every(SUPERVISE_INTERVAL_SECONDS, "hosting-supervisor", self._supervise, self._closing)
+        every(AUTOSCALING_INTERVAL_SECONDS, "hosting-autoscaler", self._autoscale, self._closing)
 
     def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
         return {
@@ -336,7 +334,7 @@ class HostingService:
             endpoint = EndpointRecord(name, arn, config.name, "Creating", created, created)
             self._endpoints[name.lower()] = endpoint
         self.context.tags.add(arn, request.get("Tags"))
-        self._in_background(f"create-{name}", lambda: self._create(endpoint, config))
+        in_background(f"create-{name}", lambda: self._create(endpoint, config))
         return {"EndpointArn": arn}
 
     def _create(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> None:
@@ -371,7 +369,7 @@ class HostingService:
             current = endpoint.deployment
         if retain and current is not None:
             config = _retaining(config, current)
-        self._in_background(f"update-{endpoint.name}", lambda: self._update(endpoint, config))
+        in_background(f"update-{endpoint.name}", lambda: self._update(endpoint, config))
         return {"EndpointArn": endpoint.arn}
 
     def _update(self, endpoint: EndpointRecord, config: EndpointConfigRecord) -> None:
@@ -417,7 +415,7 @@ class HostingService:
                 _number(change.get("DesiredWeight"), "desiredWeight", 0, 0.0)
                 _number(change.get("DesiredInstanceCount"), "desiredInstanceCount", 0, 0.0)
             endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
-        self._in_background(f"scale-{endpoint.name}", lambda: self._scale(endpoint, deployment, desired))
+        in_background(f"scale-{endpoint.name}", lambda: self._scale(endpoint, deployment, desired))
         return {"EndpointArn": endpoint.arn}
 
     def _scale(self, endpoint: EndpointRecord, deployment: Deployment, desired: list[dict]) -> None:
@@ -462,7 +460,7 @@ class HostingService:
                     del self._endpoints[endpoint.name.lower()]
             self.context.tags.forget(endpoint.arn)
 
-        self._in_background(f"delete-{endpoint.name}", delete)
+        in_background(f"delete-{endpoint.name}", delete)
         return {}
 
     def describe_endpoint(self, request: dict) -> dict:
@@ -555,7 +553,7 @@ class HostingService:
 
         def new_instance() -> ModelInstance:
             return ModelInstance(
-                self.context, self._shipper, endpoint.name, variant["VariantName"], model_dir, environment
+                self.context, endpoint.name, variant["VariantName"], model_dir, environment
             )
 
         return VariantFleet(
@@ -673,25 +671,19 @@ class HostingService:
     # -- supervision ---------------------------------------------------------------------------------
     def _supervise(self) -> None:
         """Restart model servers that died; their variant routes around them meanwhile."""
-        while not self._closing.wait(SUPERVISE_INTERVAL_SECONDS):
-            with self._lock:
-                deployments = [
-                    e.deployment for e in self._endpoints.values() if e.deployment and not e.deleted
-                ]
-            for deployment in deployments:
-                for variant in deployment.variants.values():
-                    for instance in list(variant.instances):
-                        if (
-                            instance.exited
-                            and not instance.stopped
-                            and instance.instance_id not in self._restarting
-                        ):
-                            self._restarting.add(instance.instance_id)
-                            variant.unroute(instance)
-                            self._in_background(
-                                f"restart-{instance.instance_id}",
-                                lambda v=variant, i=instance: self._restart(v, i),
-                            )
+        with self._lock:
+            deployments = [e.deployment for e in self._endpoints.values() if e.deployment and not e.deleted]
+        for deployment in deployments:
+            for variant in deployment.variants.values():
+                for instance in list(variant.instances):
+                    restarting = instance.instance_id in self._restarting
+                    if instance.exited and not instance.stopped and not restarting:
+                        self._restarting.add(instance.instance_id)
+                        variant.unroute(instance)
+                        in_background(
+                            f"restart-{instance.instance_id}",
+                            lambda v=variant, i=instance: self._restart(v, i),
+                        )
 
     # -- Application Auto Scaling ------------------------------------------------------------------
     def _autoscale(self) -> None:
@@ -701,16 +693,11 @@ class HostingService:
         SageMakerVariantInvocationsPerInstance policy, the desired count is
         ceil(invocations in the last minute / TargetValue), applied after the policy's cooldowns.
         """
-        autoscaling = None
-        while not self._closing.wait(AUTOSCALING_INTERVAL_SECONDS):
-            with self._lock:
-                if not self._endpoints:
-                    continue
-            try:
-                autoscaling = autoscaling or self.context.client("application-autoscaling")
-                self._autoscale_once(autoscaling)
-            except Exception as error:  # moto unreachable or a bad policy: try again next round
-                log.warning("autoscaling round failed: %s", error)
+        with self._lock:
+            if not self._endpoints:
+                return
+        self._autoscaling = self._autoscaling or self.context.client("application-autoscaling")
+        self._autoscale_once(self._autoscaling)
 
     def _autoscale_once(self, autoscaling: Any) -> None:
         targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
@@ -780,15 +767,6 @@ class HostingService:
         finally:
             self._restarting.discard(instance.instance_id)
 
-    def _in_background(self, name: str, work: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                work()
-            except Exception:
-                log.exception("hosting background task %s failed", name)
-
-        threading.Thread(target=run, name=name, daemon=True).start()
-
     def shutdown(self) -> None:
         """Stop every model server (each in its own process group, so nothing is orphaned)."""
         self._closing.set()
@@ -798,7 +776,6 @@ class HostingService:
             deployments = list(self._live)
         for deployment in deployments:
             self._retire(deployment)
-        self._shipper.close()
 
 
 # -- helpers -------------------------------------------------------------------------------------------

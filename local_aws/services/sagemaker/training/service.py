@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tarfile
 import threading
@@ -34,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from local_aws.core import AwsError, Context, list_page, not_found, now, split_s3_uri, validation_error
+from local_aws.infra.archives import extract_tar, tar_directory
+from local_aws.infra.ports import free_port
+from local_aws.infra.processes import ProcessGroup, stop_all
+from local_aws.infra.s3 import upload_directory
 from local_aws.services.sagemaker.training import debugger_rules
 
 log = logging.getLogger("local_aws.training")
@@ -46,7 +46,6 @@ DEFAULT_MAX_RUNTIME_SECONDS = 86400
 MAX_LOCAL_INSTANCES = 8  # processes on one machine; more would only thrash
 FAILURE_REASON_LIMIT = 1024  # DescribeTrainingJob's FailureReason max length
 STDERR_TAIL_LINES = 10
-LOG_FLUSH_SECONDS = 1.0
 POLL_SECONDS = 0.1
 # sagemaker_* hyperparameters configure the toolkit and never reach the script as flags.
 TOOLKIT_PREFIX = "sagemaker_"
@@ -293,50 +292,26 @@ class MetricScraper:
         ]
 
 
-class LogStream:
-    """One instance's CloudWatch log stream, batched, with a copy in a local file."""
+class HostLog:
+    """One instance's log: its CloudWatch stream (through the shared shipper) and a local copy."""
 
-    MAX_BATCH = 1000
-
-    def __init__(self, logs_client: Any, stream_name: str, file_path: Path):
-        self._client = logs_client
+    def __init__(self, context: Context, stream_name: str, file_path: Path):
+        self._logs = context.logs
         self.stream_name = stream_name
         self._file = file_path.open("a", encoding="utf-8")
-        self._pending: list[dict[str, Any]] = []
-        self._last_timestamp = 0
         self._lock = threading.Lock()
-        self._closed = False
-        with contextlib.suppress(logs_client.exceptions.ResourceAlreadyExistsException):
-            logs_client.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream_name)
+        self._logs.open_stream(LOG_GROUP, stream_name)
 
     def write(self, message: str) -> None:
         with self._lock:
-            if self._closed:
+            if self._file.closed:
                 return
-            # CloudWatch wants each batch in chronological order.
-            self._last_timestamp = max(self._last_timestamp, int(time.time() * 1000))
-            if message.strip():  # CloudWatch rejects a whole batch holding one empty message
-                self._pending.append({"timestamp": self._last_timestamp, "message": message})
+            self._logs.put(LOG_GROUP, self.stream_name, message)
             self._file.write(message + "\n")
             self._file.flush()
 
-    def flush(self) -> None:
-        with self._lock:
-            events, self._pending = self._pending, []
-        for start in range(0, len(events), self.MAX_BATCH):
-            try:
-                self._client.put_log_events(
-                    logGroupName=LOG_GROUP,
-                    logStreamName=self.stream_name,
-                    logEvents=events[start : start + self.MAX_BATCH],
-                )
-            except Exception:  # logs are best effort; the job must not fail because of them
-                log.exception("could not ship %d log events to %s", len(events), self.stream_name)
-
     def close(self) -> None:
-        self.flush()
         with self._lock:
-            self._closed = True
             self._file.close()
 
 
@@ -601,39 +576,15 @@ def download_objects(s3: Any, objects: Iterable[tuple[str, str, str]], target: P
     return len(items)
 
 
-def upload_directory(s3: Any, source: Path, uri: str) -> None:
-    bucket, prefix = split_s3_uri(uri)
-    prefix = prefix.rstrip("/")
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        key = f"{prefix}/{path.relative_to(source).as_posix()}".lstrip("/")
-        s3.upload_file(str(path), bucket, key)
-
-
-def tar_directory(source: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(source.iterdir()):
-            archive.add(path, arcname=path.name)
-    return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ---------------------------------------------------------------------------------------
 # Running one job
 # ---------------------------------------------------------------------------------------
 @dataclass
 class HostProcess:
     host: str
-    process: subprocess.Popen[bytes]
-    stream: LogStream
-    command: list[str]
+    group: ProcessGroup
+    log: HostLog
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
-    readers: list[threading.Thread] = field(default_factory=list)
 
 
 class JobRunner:
@@ -647,8 +598,7 @@ class JobRunner:
         self.hosts = [f"algo-{i + 1}" for i in range(job.instance_count)]
         self.layouts = [HostLayout(host, self.job_dir / host) for host in self.hosts]
         self.s3 = self.context.client("s3")
-        self.logs = self.context.client("logs")
-        self.streams: list[LogStream] = []
+        self.host_logs: list[HostLog] = []
         self.processes: list[HostProcess] = []
 
     # -- the whole life of the job ---------------------------------------------------------
@@ -685,22 +635,20 @@ class JobRunner:
             self._fail(f"InternalServerError: local_aws: {type(error).__name__}: {error}")
         finally:
             self._terminate_processes()
-            for stream in self.streams:
-                stream.close()
+            for host_log in self.host_logs:
+                host_log.close()
             self._save_description()
 
     def _prepare(self) -> None:
         self.job.transition("Starting", "Preparing the instances for training")
         self.job_dir.mkdir(parents=True, exist_ok=True)
         (self.job_dir / "logs").mkdir(exist_ok=True)
-        with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
-            self.logs.create_log_group(logGroupName=LOG_GROUP)
         started = int(time.time())
         for layout in self.layouts:
             layout.create()
             stream_name = f"{self.job.name}/{layout.host}-{started}"
-            self.streams.append(
-                LogStream(self.logs, stream_name, self.job_dir / "logs" / f"{layout.host}.log")
+            self.host_logs.append(
+                HostLog(self.context, stream_name, self.job_dir / "logs" / f"{layout.host}.log")
             )
             self._write_config_files(layout)
 
@@ -780,8 +728,7 @@ class JobRunner:
             ) from error
         for layout in self.layouts:
             try:
-                with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
-                    tar.extractall(layout.code_dir, filter="data")
+                extract_tar(archive, layout.code_dir)
             except (tarfile.TarError, OSError) as error:
                 raise JobFailed(
                     f"ClientError: sagemaker_submit_directory is not a tar.gz: {error}"
@@ -797,11 +744,11 @@ class JobRunner:
     def _train(self) -> None:
         master_port = free_port()
         threads = self.service.fair_thread_count()
-        for layout, stream in zip(self.layouts, self.streams, strict=True):
-            self.processes.append(self._launch(layout, stream, master_port, threads))
+        for layout, host_log in zip(self.layouts, self.host_logs, strict=True):
+            self.processes.append(self._launch(layout, host_log, master_port, threads))
         self._wait_for_processes()
 
-    def _launch(self, layout: HostLayout, stream: LogStream, master_port: int, threads: int) -> HostProcess:
+    def _launch(self, layout: HostLayout, host_log: HostLog, master_port: int, threads: int) -> HostProcess:
         request = self.job.request
         hyperparameters = request.get("HyperParameters", {})
         decoded = decode_hyperparameters(hyperparameters)
@@ -811,30 +758,26 @@ class JobRunner:
         command = [*interpreter, program, *to_cmd_args(user_hps)]
         env = self._process_environment(layout, master_port, threads)
         if (layout.code_dir / "requirements.txt").exists():
-            stream.write(
+            host_log.write(
                 "local_aws: requirements.txt found; using the local environment instead of pip install"
             )
-        stream.write(f"Invoking script with the following command:\n\n{' '.join(command)}\n")
-        process = subprocess.Popen(
-            command,
-            cwd=layout.code_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so a stop reaches data-loader workers too
-        )
-        host_process = HostProcess(layout.host, process, stream, command)
-        for pipe, is_stderr in ((process.stdout, False), (process.stderr, True)):
-            reader = threading.Thread(
-                target=self._pump,
-                args=(host_process, pipe, is_stderr),
-                name=f"{self.job.name}-log",
-                daemon=True,
-            )
-            reader.start()
-            host_process.readers.append(reader)
-        return host_process
+        host_log.write(f"Invoking script with the following command:\n\n{' '.join(command)}\n")
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+        def on_stdout(line: str) -> None:
+            host_log.write(line)
+            self.job.scraper.scrape(line, now())
+
+        def on_stderr(line: str) -> None:
+            on_stdout(line)
+            tail.append(line)
+
+        # Its own process group, so a stop reaches data-loader workers too.
+        group = ProcessGroup(
+            command, name=f"{self.job.name}-{layout.host}", env=env, cwd=layout.code_dir,
+            stdout=on_stdout, stderr=on_stderr,
+        ).start()  # fmt: skip
+        return HostProcess(layout.host, group, host_log, tail)
 
     def _process_environment(self, layout: HostLayout, master_port: int, threads: int) -> dict[str, str]:
         request = self.job.request
@@ -866,49 +809,31 @@ class JobRunner:
         env.update(request.get("Environment") or {})
         return env
 
-    def _pump(self, host_process: HostProcess, pipe: Any, is_stderr: bool) -> None:
-        for raw in iter(pipe.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            host_process.stream.write(line)
-            self.job.scraper.scrape(line, now())
-            if is_stderr:
-                host_process.stderr_tail.append(line)
-        pipe.close()
-
     def _wait_for_processes(self) -> None:
         deadline = time.monotonic() + self.job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
-        last_flush = time.monotonic()
         while True:
-            if time.monotonic() - last_flush >= LOG_FLUSH_SECONDS:
-                self._flush_logs()
-                last_flush = time.monotonic()
             if self.job.stop_requested.is_set():
                 raise JobInterrupted
             if time.monotonic() >= deadline:
                 self.service.interrupt(self.job, "MaxRuntimeExceeded")
                 raise JobInterrupted
-            failed = next((p for p in self.processes if p.process.poll() not in (None, 0)), None)
+            failed = next((p for p in self.processes if p.group.returncode not in (None, 0)), None)
             if failed is not None:
-                self._join_readers(failed)
+                failed.group.join_output()
                 raise JobFailed(self._failure_reason(failed))
-            if all(p.process.poll() == 0 for p in self.processes):
+            if all(p.group.returncode == 0 for p in self.processes):
                 for process in self.processes:
-                    self._join_readers(process)
+                    process.group.join_output()
                 return
             time.sleep(POLL_SECONDS)
-
-    @staticmethod
-    def _join_readers(host_process: HostProcess) -> None:
-        for reader in host_process.readers:
-            reader.join(timeout=5)
 
     def _failure_reason(self, failed: HostProcess) -> str:
         custom = self.layouts[self.hosts.index(failed.host)].output_dir / "failure"
         if custom.is_file() and custom.read_text().strip():
             return custom.read_text().strip()[:FAILURE_REASON_LIMIT]
-        code = failed.process.returncode
+        code = failed.group.returncode
         tail = "\n".join(failed.stderr_tail)
-        command = " ".join(failed.command)
+        command = " ".join(failed.group.command)
         reason = (
             f"AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\n"
             f'ErrorMessage "{tail}"\nCommand "{command}", exit code: {code}'
@@ -919,28 +844,9 @@ class JobRunner:
         room = FAILURE_REASON_LIMIT - (len(reason) - len(tail)) - 3
         return reason.replace(tail, "..." + tail[-max(room, 0) :])
 
-    def _flush_logs(self) -> None:
-        for stream in self.streams:
-            stream.flush()
-
     def _terminate_processes(self) -> None:
-        running = [p for p in self.processes if p.process.poll() is None]
-        for host_process in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(host_process.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.service.stop_grace_seconds
-        for host_process in running:
-            try:
-                host_process.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(host_process.process.pid, signal.SIGKILL)
-                host_process.process.wait(timeout=10)
-        # Data-loader workers left in the group after a clean exit still get cleaned up.
-        for host_process in self.processes:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(host_process.process.pid, signal.SIGKILL)
-            self._join_readers(host_process)
+        # Also reaps data-loader workers left in a group after a clean exit.
+        stop_all([p.group for p in self.processes], self.service.stop_grace_seconds)
 
     # -- uploading -------------------------------------------------------------------------
     def _output_prefix(self) -> str:
@@ -984,6 +890,7 @@ class JobRunner:
     # -- ending ----------------------------------------------------------------------------
     def _finish(self, status: str, secondary: str, message: str) -> None:
         job = self.job
+        self.context.logs.flush()  # whoever sees the job finished finds all of its logs
         with job.lock:
             job.training_end_time = now()
             job.training_start_time = job.training_start_time or job.training_end_time
@@ -999,8 +906,8 @@ class JobRunner:
         self._finish("Failed", "Failed", "Training job failed")
 
     def _toolkit_log(self, message: str) -> None:
-        if self.streams:
-            self.streams[0].write(message)
+        if self.host_logs:
+            self.host_logs[0].write(message)
 
     def _save_description(self) -> None:
         with contextlib.suppress(Exception):
