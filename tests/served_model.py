@@ -22,7 +22,7 @@ from botocore.config import Config
 
 from dog_breed.operators.lambda_deploy import HANDLER, RUNTIME, build_zip
 from dog_breed.policies import trust_policy
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_SCRIPTS = REPO / "model_scripts"

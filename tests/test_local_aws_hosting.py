@@ -19,10 +19,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 from served_model import register_model_and_config
 
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
+from local_aws.services import only
+from local_aws.services.sagemaker.hosting import fleet
 from local_aws.services.sagemaker.hosting import service as hosting
 
-HOSTING_ONLY = {"hosting": "local_aws.services.sagemaker.hosting.service:HostingService"}
+HOSTING_ONLY = only("hosting", "sagemaker-runtime")
 BUCKET = "models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -220,7 +222,7 @@ def test_container_errors_become_model_errors(sm, runtime, s3):
 
 def test_slow_container_times_out_as_model_error(sm, runtime, s3, monkeypatch):
     endpoint, _ = deploy(sm, s3, "slow")
-    monkeypatch.setattr(hosting, "INVOCATION_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(fleet, "INVOCATION_TIMEOUT_SECONDS", 0.5)
     error = error_of(lambda: invoke(runtime, endpoint, {"sleep": 2}))
     assert error.response["Error"]["Code"] == "ModelError"
     assert "Your invocation timed out while waiting for a response from container primary" in str(error)

@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
 
 LAMBDA_ONLY = {"lambda": "local_aws.services.awslambda.service:LambdaService"}
 TRUST_LAMBDA = {

@@ -32,11 +32,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from werkzeug.wrappers import Request, Response
-
-from local_aws.core import AwsError, Context, Route, now, to_json
 from local_aws.infra.background import every, in_background
+from local_aws.protocol.api import operation
+from local_aws.protocol.errors import AwsError
+from local_aws.protocol.validation import constraint_error
+from local_aws.services.awslambda.api import LAMBDA
 from local_aws.services.awslambda.pool import Outcome, Worker, WorkerInitError, WorkerPool
+from local_aws.services.base import Context, Service, now
 
 log = logging.getLogger("local_aws.lambda")
 
@@ -44,25 +46,24 @@ LATEST = "$LATEST"
 MAX_SYNC_REQUEST_BYTES = 6 * 1024 * 1024  # 6291456, as AWS words it
 MAX_SYNC_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # AWS reports 6291556 for responses
 MAX_ASYNC_REQUEST_BYTES = 1024 * 1024
-MAX_CREATE_REQUEST_BYTES = 70167211  # CreateFunction/UpdateFunctionCode with an inline zip
 MAX_UNZIPPED_BYTES = 262144000
 MAX_ENVIRONMENT_BYTES = 4096
 LOG_TAIL_BYTES = 4096
 # 2 cores here: a handful of environments per function is plenty; AWS's account default is 1000.
 DEFAULT_CONCURRENCY_LIMIT = 10
+ACCOUNT_CONCURRENCY = 1000  # AWS's default account limit, of which 100 stay unreserved
+MIN_UNRESERVED_CONCURRENCY = 100
 IDLE_WORKER_SECONDS = 300.0
 MAINTENANCE_INTERVAL_SECONDS = 2.0
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit; on-demand inits get the function timeout if longer
 ASYNC_SLOT_WAIT_SECONDS = 60.0
 
-FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 # A name, a partial ARN (123456789012:function:name) or a full ARN, each with an optional :qualifier.
 FUNCTION_REFERENCE = re.compile(
     r"^(?:arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
     r"|(?P<partial_account>\d{12}):function:)?"
     r"(?P<name>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]{1,128}))?$"
 )
-ALIAS_NAME = re.compile(r"^(?!\d+$)[a-zA-Z0-9_-]{1,128}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/(?:[\w+=,.@/-]*/)?(?P<name>[\w+=,.@-]{1,64})$")
 RESERVED_ENVIRONMENT_KEYS = frozenset(
     {
@@ -103,23 +104,15 @@ UNSUPPORTED_FIELDS = (
 
 # -- errors ------------------------------------------------------------------------------------
 def invalid_parameter(message: str) -> AwsError:
-    return AwsError("InvalidParameterValueException", message, 400)
+    return AwsError("InvalidParameterValueException", message)
 
 
 def function_not_found(arn: str) -> AwsError:
-    return AwsError("ResourceNotFoundException", f"Function not found: {arn}", 404)
+    return AwsError("ResourceNotFoundException", f"Function not found: {arn}")
 
 
 def conflict(message: str) -> AwsError:
-    return AwsError("ResourceConflictException", message, 409)
-
-
-def validation_failed(value: Any, member: str, constraint: str) -> AwsError:
-    return AwsError(
-        "ValidationException",
-        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: "
-        f"{constraint}",
-    )
+    return AwsError("ResourceConflictException", message)
 
 
 def not_ready(state: str) -> AwsError:
@@ -235,75 +228,13 @@ class Target:
     alias: Alias | None
 
 
-# -- request parsing ---------------------------------------------------------------------------
-def read_json(request: Request) -> dict[str, Any]:
-    data = request.get_data()
-    if not data.strip():
-        return {}
-    try:
-        body = json.loads(data)
-    except ValueError as error:
-        raise AwsError(
-            "InvalidRequestContentException", f"Could not parse request body into json: {error}"
-        ) from error
-    if not isinstance(body, dict):
-        raise AwsError(
-            "InvalidRequestContentException", "Could not parse request body into json: not an object"
-        )
-    return body
-
-
-def required(body: dict[str, Any], key: str) -> Any:
-    if body.get(key) in (None, ""):
-        raise invalid_parameter(f"{key} is required.")
-    return body[key]
-
-
-def structure(body: dict[str, Any], key: str) -> dict[str, Any]:
-    """An optional JSON object member; anything but an object is the caller's mistake."""
-    value = body.get(key) or {}
-    if not isinstance(value, dict):
-        raise invalid_parameter(f"{key} must be an object, not {value!r}.")
-    return value
-
-
-def architectures(body: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
-    value = body.get("Architectures") or list(default)
-    if not isinstance(value, list) or len(value) != 1 or value[0] not in ("x86_64", "arm64"):
-        raise invalid_parameter(f"Architectures must be ['x86_64'] or ['arm64'], not {value!r}.")
-    return tuple(value)
-
-
-def integer_in(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid_parameter(f"{name} must be an integer, not {value!r}.")
-    if not low <= value <= high:
-        bound = f"greater than or equal to {low}" if value < low else f"less than or equal to {high}"
-        raise validation_failed(value, name[0].lower() + name[1:], f"Member must have value {bound}")
-    return value
-
-
-def response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = b"" if payload is None else to_json(payload)
-    return Response(
-        body,
-        status=status,
-        content_type="application/json",
-        headers={"x-amzn-RequestId": str(uuid.uuid4()), **(headers or {})},
-    )
-
-
-def page(items: list[Any], request: Request, key: str) -> dict[str, Any]:
+# -- request helpers ---------------------------------------------------------------------------
+def page(items: list[Any], request: dict[str, Any], key: str) -> dict[str, Any]:
     """``Marker``/``MaxItems`` pagination: the marker is the next index."""
-    try:
-        start = int(request.args.get("Marker") or 0)
-        size = int(request.args.get("MaxItems") or 50)
-    except ValueError as error:
-        raise invalid_parameter(f"Invalid Marker or MaxItems: {error}") from error
-    if start < 0 or not 1 <= size <= 10000:
-        raise invalid_parameter(
-            "MaxItems must be between 1 and 10000 and Marker must come from a previous page."
-        )
+    marker = request.get("Marker") or "0"
+    if not marker.isdigit():
+        raise invalid_parameter("Marker must come from a previous page.")
+    start, size = int(marker), request.get("MaxItems", 50)
     chunk = items[start : start + size]
     result: dict[str, Any] = {key: chunk}
     if start + size < len(items):
@@ -369,11 +300,13 @@ def trusts_lambda(document: Any) -> bool:
 
 
 # -- the service -------------------------------------------------------------------------------
-class LambdaService:
+class LambdaService(Service):
     """Lambda's REST API (2015-03-31 and friends) served by local_aws."""
 
+    api = LAMBDA
+
     def __init__(self, context: Context):
-        self.context = context
+        super().__init__(context)
         self.root = context.state_dir / "lambda"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -391,60 +324,15 @@ class LambdaService:
             MAINTENANCE_INTERVAL_SECONDS, "lambda-maintenance", self._maintain, self._stopping
         )
 
-    def routes(self) -> list[Route]:
-        fn = r"/2015-03-31/functions/(?P<function_name>[^/]+)"
-        provisioned = r"/2019-09-30/functions/(?P<function_name>[^/]+)/provisioned-concurrency"
-        return [
-            Route.of("lambda", "POST", r"/2015-03-31/functions", self.create_function),
-            Route.of("lambda", "GET", r"/2015-03-31/functions", self.list_functions),
-            Route.of("lambda", "GET", fn, self.get_function),
-            Route.of("lambda", "DELETE", fn, self.delete_function),
-            Route.of("lambda", "GET", fn + "/configuration", self.get_function_configuration),
-            Route.of("lambda", "PUT", fn + "/configuration", self.update_function_configuration),
-            Route.of("lambda", "PUT", fn + "/code", self.update_function_code),
-            Route.of("lambda", "POST", fn + "/versions", self.publish_version),
-            Route.of("lambda", "GET", fn + "/versions", self.list_versions_by_function),
-            Route.of("lambda", "POST", fn + "/aliases", self.create_alias),
-            Route.of("lambda", "GET", fn + "/aliases", self.list_aliases),
-            Route.of("lambda", "GET", fn + "/aliases/(?P<alias>[^/]+)", self.get_alias),
-            Route.of("lambda", "PUT", fn + "/aliases/(?P<alias>[^/]+)", self.update_alias),
-            Route.of("lambda", "DELETE", fn + "/aliases/(?P<alias>[^/]+)", self.delete_alias),
-            Route.of("lambda", "POST", fn + "/invocations", self.invoke),
-            Route.of("lambda", "PUT", provisioned, self.put_provisioned_concurrency_config),
-            Route.of("lambda", "GET", provisioned, self.get_provisioned_concurrency_config),
-            Route.of("lambda", "DELETE", provisioned, self.delete_provisioned_concurrency_config),
-            Route.of(
-                "lambda",
-                "PUT",
-                r"/2017-10-31/functions/(?P<function_name>[^/]+)/concurrency",
-                self.put_function_concurrency,
-            ),
-            Route.of(
-                "lambda",
-                "GET",
-                r"/2019-09-30/functions/(?P<function_name>[^/]+)/concurrency",
-                self.get_function_concurrency,
-            ),
-            Route.of(
-                "lambda",
-                "DELETE",
-                r"/2017-10-31/functions/(?P<function_name>[^/]+)/concurrency",
-                self.delete_function_concurrency,
-            ),
-            Route.of("lambda", "POST", r"/2017-03-31/tags/(?P<resource>[^/]+)", self.tag_resource),
-            Route.of("lambda", "GET", r"/2017-03-31/tags/(?P<resource>[^/]+)", self.list_tags),
-            Route.of("lambda", "DELETE", r"/2017-03-31/tags/(?P<resource>[^/]+)", self.untag_resource),
-        ]
-
     # -- lookups ---------------------------------------------------------------------------
     def _parse_reference(self, reference: str) -> tuple[str, str | None]:
         found = FUNCTION_REFERENCE.match(reference)
-        if not found:
-            raise validation_failed(
+        if not found:  # the model's pattern allows more than Lambda does (names are <= 64 characters)
+            raise constraint_error(
                 reference,
                 "functionName",
-                "Member must be a function name, a partial ARN (123456789012:function:name) or an ARN, "
-                "optionally followed by :qualifier",
+                "Member must be a function name (at most 64 characters), a partial ARN "
+                "(123456789012:function:name) or an ARN, optionally followed by :qualifier",
             )
         account = found["account"] or found["partial_account"]
         if (account and account != self.context.account_id) or (
@@ -561,14 +449,10 @@ class LambdaService:
         return document
 
     # -- validation of configuration ------------------------------------------------------------
-    def _check_role(self, role: Any) -> str:
-        found = ROLE_ARN.match(role) if isinstance(role, str) else None
+    def _check_role(self, role: str) -> str:
+        found = ROLE_ARN.match(role)
         if not found:
-            raise validation_failed(
-                role,
-                "role",
-                r"Member must satisfy regular expression pattern: arn:aws:iam::\d{12}:role/?[\w+=,.@-/]+",
-            )
+            raise invalid_parameter("The role defined for the function cannot be assumed by Lambda.")
         iam = self._client("iam")
         try:
             existing = iam.get_role(RoleName=found["name"])["Role"]
@@ -583,35 +467,22 @@ class LambdaService:
         return role
 
     @staticmethod
-    def _check_runtime_and_handler(runtime: Any, handler: Any) -> None:
-        if not isinstance(runtime, str) or not re.fullmatch(r"python3\.\d+", runtime):
+    def _check_runtime(runtime: str) -> None:
+        if not re.fullmatch(r"python3\.\d+", runtime):
             raise invalid_parameter(
                 f"local_aws runs Python runtimes only (python3.x), not {runtime!r}; the handler runs on this "
                 "machine's Python."
             )
-        if not isinstance(handler, str) or not re.fullmatch(r"[^\s]{1,128}", handler):
-            raise AwsError(
-                "ValidationException",
-                f"1 validation error detected: Value '{handler}' at 'handler' failed to satisfy constraint: "
-                r"Member must satisfy regular expression pattern: [^\s]+",
-            )
 
     @staticmethod
     def _environment(body: dict[str, Any]) -> dict[str, str]:
-        variables = structure(body, "Environment").get("Variables") or {}
-        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
-            raise invalid_parameter("Environment.Variables must map names to strings.")
+        variables = (body.get("Environment") or {}).get("Variables") or {}
         reserved = sorted(set(variables) & RESERVED_ENVIRONMENT_KEYS)
         if reserved:
             raise invalid_parameter(
                 f"{ENVIRONMENT_REFUSED} contains reserved keys that are currently not supported for "
                 f"modification. Reserved keys used in this request: {','.join(reserved)}"
             )
-        for key in variables:
-            if not re.fullmatch(r"[a-zA-Z]([a-zA-Z0-9_])+", key):
-                raise invalid_parameter(
-                    f"Environment variable name {key!r} is not valid: letters, digits and _."
-                )
         measured = json.dumps(variables, separators=(",", ":"))
         if len(measured.encode()) > MAX_ENVIRONMENT_BYTES:
             raise invalid_parameter(
@@ -634,10 +505,7 @@ class LambdaService:
         if code.get("ImageUri"):
             raise invalid_parameter("local_aws runs Zip packages only, not container images.")
         if code.get("ZipFile"):
-            try:
-                package = base64.b64decode(code["ZipFile"], validate=True)
-            except (binascii.Error, TypeError) as error:
-                raise invalid_parameter("ZipFile is not valid base64.") from error
+            package = code["ZipFile"]  # the protocol layer decoded the base64
         elif code.get("S3Bucket") and code.get("S3Key"):
             package = self._s3_package(code["S3Bucket"], code["S3Key"], code.get("S3ObjectVersion"))
         else:
@@ -674,7 +542,6 @@ class LambdaService:
                 "PreconditionFailedException",
                 "The Revision Id provided does not match the latest Revision Id. "
                 "Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-                412,
             )
 
     @staticmethod
@@ -753,12 +620,11 @@ class LambdaService:
         return version, True
 
     # -- CreateFunction, GetFunction, ListFunctions, DeleteFunction ----------------------------
-    def create_function(self, request: Request) -> Response:
-        self._check_request_size(request, MAX_CREATE_REQUEST_BYTES, "CreateFunction")
-        body = read_json(request)
-        name = required(body, "FunctionName")
-        if not isinstance(name, str) or not FUNCTION_NAME.match(name):
-            raise validation_failed(name, "functionName", "Member must match [a-zA-Z0-9-_]{1,64}")
+    @operation("CreateFunction")
+    def create_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, qualifier = self._parse_reference(body["FunctionName"])
+        if qualifier:
+            raise invalid_parameter(f"CreateFunction takes an unqualified name, not {body['FunctionName']}.")
         with self._lock:
             if name in self._functions:
                 raise conflict(f"Function already exist: {name}")
@@ -767,31 +633,24 @@ class LambdaService:
             raise invalid_parameter(
                 "Runtime and Handler are mandatory parameters for functions created with deployment packages."
             )
-        self._check_runtime_and_handler(body["Runtime"], body["Handler"])
-        role = self._check_role(required(body, "Role"))
+        self._check_runtime(body["Runtime"])
+        role = self._check_role(body["Role"])
         environment = self._environment(body)
-        timeout = integer_in(body.get("Timeout", 3), "Timeout", 1, 900)
-        memory = integer_in(body.get("MemorySize", 128), "MemorySize", 128, 10240)
-        tags = body.get("Tags") or {}
-        if not isinstance(tags, dict):
-            raise invalid_parameter("Tags must map keys to values.")
         directory = self.root / name
-        package, sha, size = self._package(directory, structure(body, "Code"))
+        package, sha, size = self._package(directory, body["Code"])
         config = CodeConfig(
             runtime=body["Runtime"],
             handler=body["Handler"],
             role=role,
-            timeout=timeout,
-            memory_size=memory,
+            timeout=body.get("Timeout", 3),
+            memory_size=body.get("MemorySize", 128),
             environment=environment,
             code_sha256=sha,
             code_size=size,
             package=package,
             description=body.get("Description", ""),
-            architectures=architectures(body, ("x86_64",)),
-            ephemeral_storage=integer_in(
-                structure(body, "EphemeralStorage").get("Size", 512), "EphemeralStorage.Size", 512, 10240
-            ),
+            architectures=tuple(body.get("Architectures") or ("x86_64",)),
+            ephemeral_storage=(body.get("EphemeralStorage") or {}).get("Size", 512),
             echoed={key: body[key] for key in ECHOED_FIELDS if body.get(key)},
         )
         latest = VersionRecord(version=LATEST, config=config, code_dir=self._latest_dir(directory, config))
@@ -800,7 +659,7 @@ class LambdaService:
             arn=self.context.arn("lambda", f"function:{name}"),
             directory=directory,
             latest=latest,
-            tags=dict(tags),
+            tags=dict(body.get("Tags") or {}),
         )
         with self._lock:
             if name in self._functions:
@@ -811,15 +670,16 @@ class LambdaService:
         in_background(
             f"lambda-create-{name}", lambda: self._activate_latest(function, latest, published)
         )
-        return response(document, 201)
+        return document
 
     @staticmethod
     def _latest_dir(directory: Path, config: CodeConfig) -> Path:
         digest = base64.b64decode(config.code_sha256).hex()
         return directory / LATEST / digest
 
-    def get_function(self, request: Request, function_name: str) -> Response:
-        target = self._target(function_name, request.args.get("Qualifier"))
+    @operation("GetFunction")
+    def get_function(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(request["FunctionName"], request.get("Qualifier"))
         function = target.function
         with self._lock:
             document: dict[str, Any] = {
@@ -829,25 +689,28 @@ class LambdaService:
             }
             if function.reserved_concurrency is not None:
                 document["Concurrency"] = {"ReservedConcurrentExecutions": function.reserved_concurrency}
-        return response(document)
+        return document
 
-    def get_function_configuration(self, request: Request, function_name: str) -> Response:
-        target = self._target(function_name, request.args.get("Qualifier"))
+    @operation("GetFunctionConfiguration")
+    def get_function_configuration(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(request["FunctionName"], request.get("Qualifier"))
         with self._lock:
-            return response(self._configuration(target.function, target.record, target.qualifier))
+            return self._configuration(target.function, target.record, target.qualifier)
 
-    def list_functions(self, request: Request) -> Response:
-        everything = request.args.get("FunctionVersion") == "ALL"
+    @operation("ListFunctions")
+    def list_functions(self, request: dict[str, Any]) -> dict[str, Any]:
+        everything = request.get("FunctionVersion") == "ALL"
         with self._lock:
             documents = []
             for function in sorted(self._functions.values(), key=lambda f: f.name):
                 documents.append(self._configuration(function, function.latest))
                 if everything:
                     documents += [self._configuration(function, v) for v in function.versions.values()]
-        return response(page(documents, request, "Functions"))
+        return page(documents, request, "Functions")
 
-    def delete_function(self, request: Request, function_name: str) -> Response:
-        target = self._target(function_name, request.args.get("Qualifier"))
+    @operation("DeleteFunction")
+    def delete_function(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(request["FunctionName"], request.get("Qualifier"))
         function = target.function
         if target.alias is not None:
             raise invalid_parameter(
@@ -857,7 +720,7 @@ class LambdaService:
             raise invalid_parameter("$LATEST version cannot be deleted without deleting the function.")
         if target.qualifier is not None:
             self._delete_version(function, target.record.version)
-            return response(None, 204)
+            return {"StatusCode": 204}
         with self._lock:
             self._functions.pop(function.name, None)
             pools = [pool for (name, _), (_, pool) in self._pools.items() if name == function.name]
@@ -866,7 +729,7 @@ class LambdaService:
             pool.close()
         with function.code_lock:
             shutil.rmtree(function.directory, ignore_errors=True)
-        return response(None, 204)
+        return {"StatusCode": 204}
 
     def _delete_version(self, function: Function, version: str) -> None:
         with self._lock:
@@ -888,17 +751,16 @@ class LambdaService:
             shutil.rmtree(function.directory / version, ignore_errors=True)
 
     # -- updates and versions --------------------------------------------------------------------
-    def update_function_code(self, request: Request, function_name: str) -> Response:
-        self._check_request_size(request, MAX_CREATE_REQUEST_BYTES, "UpdateFunctionCode")
-        body = read_json(request)
-        function = self._function(function_name)
+    @operation("UpdateFunctionCode")
+    def update_function_code(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
         with self._lock:
             self._check_idle(function)
             self._check_revision(body, function.latest.revision_id)
         package, sha, size = self._package(function.directory, body)
         if body.get("DryRun"):
             with self._lock:
-                return response(self._configuration(function, function.latest))
+                return self._configuration(function, function.latest)
         with self._lock:
             self._check_idle(function)
             config = replace(
@@ -906,7 +768,7 @@ class LambdaService:
                 code_sha256=sha,
                 code_size=size,
                 package=package,
-                architectures=architectures(body, function.latest.config.architectures),
+                architectures=tuple(body.get("Architectures") or function.latest.config.architectures),
             )
             latest = self._begin_update(function, config)
             published = self._publish(function, None)[0] if body.get("Publish") else None
@@ -914,11 +776,11 @@ class LambdaService:
         in_background(
             f"lambda-update-{function.name}", lambda: self._activate_latest(function, latest, published)
         )
-        return response(document)
+        return document
 
-    def update_function_configuration(self, request: Request, function_name: str) -> Response:
-        body = read_json(request)
-        function = self._function(function_name)
+    @operation("UpdateFunctionConfiguration")
+    def update_function_configuration(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
         self._reject_unsupported(body)
         with self._lock:
             self._check_idle(function)
@@ -927,23 +789,21 @@ class LambdaService:
         changes: dict[str, Any] = {}
         if "Role" in body:
             changes["role"] = self._check_role(body["Role"])
-        if "Runtime" in body or "Handler" in body:
-            self._check_runtime_and_handler(
-                body.get("Runtime", current.runtime), body.get("Handler", current.handler)
-            )
-            changes["runtime"] = body.get("Runtime", current.runtime)
-            changes["handler"] = body.get("Handler", current.handler)
+        if "Runtime" in body:
+            self._check_runtime(body["Runtime"])
+            changes["runtime"] = body["Runtime"]
+        if "Handler" in body:
+            changes["handler"] = body["Handler"]
         if "Environment" in body:
             changes["environment"] = self._environment(body)
         if "Timeout" in body:
-            changes["timeout"] = integer_in(body["Timeout"], "Timeout", 1, 900)
+            changes["timeout"] = body["Timeout"]
         if "MemorySize" in body:
-            changes["memory_size"] = integer_in(body["MemorySize"], "MemorySize", 128, 10240)
+            changes["memory_size"] = body["MemorySize"]
         if "Description" in body:
-            changes["description"] = str(body["Description"])
+            changes["description"] = body["Description"]
         if "EphemeralStorage" in body:
-            size = structure(body, "EphemeralStorage").get("Size", 512)
-            changes["ephemeral_storage"] = integer_in(size, "EphemeralStorage.Size", 512, 10240)
+            changes["ephemeral_storage"] = body["EphemeralStorage"]["Size"]
         echoed = {key: body[key] for key in ECHOED_FIELDS if key in body}
         if echoed:
             changes["echoed"] = {**current.echoed, **echoed}
@@ -954,7 +814,7 @@ class LambdaService:
         in_background(
             f"lambda-configure-{function.name}", lambda: self._activate_latest(function, latest, None)
         )
-        return response(document)
+        return document
 
     def _begin_update(self, function: Function, config: CodeConfig) -> VersionRecord:
         """A new $LATEST revision, InProgress until its code is in place. Call with the lock held."""
@@ -968,9 +828,9 @@ class LambdaService:
         function.latest = latest
         return latest
 
-    def publish_version(self, request: Request, function_name: str) -> Response:
-        body = read_json(request)
-        function = self._function(function_name)
+    @operation("PublishVersion")
+    def publish_version(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
         with self._lock:
             self._check_idle(function)
             self._check_revision(body, function.latest.revision_id)
@@ -987,45 +847,40 @@ class LambdaService:
             in_background(
                 f"lambda-publish-{function.name}", lambda: self._activate_version(function, source, version)
             )
-        return response(document, 201)
+        return document
 
-    def list_versions_by_function(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
+    @operation("ListVersionsByFunction")
+    def list_versions_by_function(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
         with self._lock:
             documents = [self._configuration(function, function.latest, LATEST)]
             documents += [self._configuration(function, v) for v in function.versions.values()]
-        return response(page(documents, request, "Versions"))
+        return page(documents, request, "Versions")
 
     # -- aliases -------------------------------------------------------------------------------
-    def _alias_version(self, function: Function, version: Any) -> str:
-        if not isinstance(version, str) or (version != LATEST and version not in function.versions):
-            raise function_not_found(function.qualified_arn(str(version)))
+    def _alias_version(self, function: Function, version: str) -> str:
+        if version != LATEST and version not in function.versions:
+            raise function_not_found(function.qualified_arn(version))
         return version
 
-    def _routing(self, function: Function, primary: str, routing: Any) -> dict[str, float]:
-        weights = structure({"RoutingConfig": routing}, "RoutingConfig").get("AdditionalVersionWeights") or {}
-        if not isinstance(weights, dict) or len(weights) > 1:
+    def _routing(self, function: Function, primary: str, routing: dict[str, Any] | None) -> dict[str, float]:
+        weights = (routing or {}).get("AdditionalVersionWeights") or {}
+        if len(weights) > 1:
             raise invalid_parameter("RoutingConfig.AdditionalVersionWeights takes at most one version.")
-        for version, weight in weights.items():
-            if version in (LATEST, primary):
+        for version in weights:
+            if version == primary:
                 raise invalid_parameter(
                     "The additional version must be a published version other than the primary."
                 )
             self._alias_version(function, version)
-            if not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
-                raise invalid_parameter("Additional version weights must be between 0.0 and 1.0.")
         return {version: float(weight) for version, weight in weights.items()}
 
-    def create_alias(self, request: Request, function_name: str) -> Response:
-        body = read_json(request)
-        function = self._function(function_name)
-        name = required(body, "Name")
-        if not isinstance(name, str) or not ALIAS_NAME.match(name) or name == LATEST:
-            raise invalid_parameter(
-                f"Alias name {name!r} is not valid: letters, digits, - and _, not only digits."
-            )
+    @operation("CreateAlias")
+    def create_alias(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
+        name = body["Name"]
         with self._lock:
-            version = self._alias_version(function, required(body, "FunctionVersion"))
+            version = self._alias_version(function, body["FunctionVersion"])
             if name in function.aliases:
                 raise conflict(f"Alias already exists: {function.qualified_arn(name)}")
             alias = Alias(
@@ -1035,7 +890,7 @@ class LambdaService:
                 additional_weights=self._routing(function, version, body.get("RoutingConfig")),
             )
             function.aliases[name] = alias
-            return response(self._alias_document(function, alias), 201)
+            return self._alias_document(function, alias)
 
     def _alias(self, function: Function, name: str) -> Alias:
         alias = function.aliases.get(name)
@@ -1045,14 +900,16 @@ class LambdaService:
             )
         return alias
 
-    def get_alias(self, request: Request, function_name: str, alias: str) -> Response:
-        function = self._function(function_name)
+    @operation("GetAlias")
+    def get_alias(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
         with self._lock:
-            return response(self._alias_document(function, self._alias(function, alias)))
+            return self._alias_document(function, self._alias(function, request["Name"]))
 
-    def update_alias(self, request: Request, function_name: str, alias: str) -> Response:
-        body = read_json(request)
-        function = self._function(function_name)
+    @operation("UpdateAlias")
+    def update_alias(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
+        alias = body["Name"]
         with self._lock:
             existing = self._alias(function, alias)
             self._check_revision(body, existing.revision_id)
@@ -1071,40 +928,34 @@ class LambdaService:
             document = self._alias_document(function, existing)
         if provisioned is not None and moved:
             self._start_provisioning(function, provisioned)
-        return response(document)
+        return document
 
-    def delete_alias(self, request: Request, function_name: str, alias: str) -> Response:
-        function = self._function(function_name)
+    @operation("DeleteAlias")
+    def delete_alias(self, request: dict[str, Any]) -> None:
+        function = self._function(request["FunctionName"])
         with self._lock:
-            function.aliases.pop(alias, None)
-            function.provisioned.pop(alias, None)
+            function.aliases.pop(request["Name"], None)
+            function.provisioned.pop(request["Name"], None)
         self._sync_provisioned_targets(function)
-        return response(None, 204)
 
-    def list_aliases(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
-        wanted = request.args.get("FunctionVersion")
+    @operation("ListAliases")
+    def list_aliases(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
+        wanted = request.get("FunctionVersion")
         with self._lock:
             documents = [
                 self._alias_document(function, a)
                 for a in function.aliases.values()
                 if wanted is None or a.function_version == wanted
             ]
-        return response(page(documents, request, "Aliases"))
+        return page(documents, request, "Aliases")
 
     # -- provisioned and reserved concurrency -------------------------------------------------
-    def put_provisioned_concurrency_config(self, request: Request, function_name: str) -> Response:
-        body = read_json(request)
-        qualifier = request.args.get("Qualifier")
-        if not qualifier:
-            raise invalid_parameter(
-                "Qualifier is required: provisioned concurrency goes on a version or an alias."
-            )
-        target = self._target(function_name, qualifier)
+    @operation("PutProvisionedConcurrencyConfig")
+    def put_provisioned_concurrency_config(self, body: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(body["FunctionName"], body["Qualifier"])
         function = target.function
-        requested = integer_in(
-            required(body, "ProvisionedConcurrentExecutions"), "ProvisionedConcurrentExecutions", 1, 10**6
-        )
+        requested = body["ProvisionedConcurrentExecutions"]
         if target.record.version == LATEST:
             raise invalid_parameter(
                 "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
@@ -1123,44 +974,40 @@ class LambdaService:
             function.provisioned[config.qualifier] = config
             document = self._provisioned_document(function, config)
         self._start_provisioning(function, config)
-        return response(document, 202)
+        return document
 
-    def get_provisioned_concurrency_config(self, request: Request, function_name: str) -> Response:
-        if request.args.get("List") == "ALL":
-            return self._list_provisioned_concurrency_configs(request, function_name)
-        qualifier = request.args.get("Qualifier")
-        function = self._function(function_name)
+    @operation("GetProvisionedConcurrencyConfig")
+    def get_provisioned_concurrency_config(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
         with self._lock:
-            config = function.provisioned.get(qualifier or "")
+            config = function.provisioned.get(request["Qualifier"])
             if config is None:
                 raise AwsError(
                     "ProvisionedConcurrencyConfigNotFoundException",
                     "No Provisioned Concurrency Config found for this function",
-                    404,
                 )
-            return response(self._provisioned_document(function, config))
+            return self._provisioned_document(function, config)
 
-    def _list_provisioned_concurrency_configs(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
+    @operation("ListProvisionedConcurrencyConfigs")
+    def list_provisioned_concurrency_configs(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
         with self._lock:
             documents = [
                 {"FunctionArn": function.qualified_arn(q), **self._provisioned_document(function, c)}
                 for q, c in function.provisioned.items()
             ]
-        return response(page(documents, request, "ProvisionedConcurrencyConfigs"))
+        return page(documents, request, "ProvisionedConcurrencyConfigs")
 
-    def delete_provisioned_concurrency_config(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
-        qualifier = request.args.get("Qualifier") or ""
+    @operation("DeleteProvisionedConcurrencyConfig")
+    def delete_provisioned_concurrency_config(self, request: dict[str, Any]) -> None:
+        function = self._function(request["FunctionName"])
         with self._lock:
-            if function.provisioned.pop(qualifier, None) is None:
+            if function.provisioned.pop(request["Qualifier"], None) is None:
                 raise AwsError(
                     "ProvisionedConcurrencyConfigNotFoundException",
                     "No Provisioned Concurrency Config found for this function",
-                    404,
                 )
         self._sync_provisioned_targets(function)
-        return response(None, 204)
 
     def _restart_provisioning(
         self, function: Function, config: ProvisionedConcurrency, version: str
@@ -1217,12 +1064,15 @@ class LambdaService:
         for version, pool in pools:
             pool.provisioned = self._provisioned_target(function, version)
 
-    def put_function_concurrency(self, request: Request, function_name: str) -> Response:
-        body = read_json(request)
-        function = self._function(function_name)
-        if body.get("ReservedConcurrentExecutions") is None:
-            raise invalid_parameter("ReservedConcurrentExecutions is required.")
-        reserved = integer_in(body["ReservedConcurrentExecutions"], "ReservedConcurrentExecutions", 0, 1000)
+    @operation("PutFunctionConcurrency")
+    def put_function_concurrency(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(body["FunctionName"])
+        reserved = body["ReservedConcurrentExecutions"]
+        if reserved > ACCOUNT_CONCURRENCY - MIN_UNRESERVED_CONCURRENCY:
+            raise invalid_parameter(
+                "Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]."
+            )
         with self._lock:
             provisioned = sum(c.requested for c in function.provisioned.values())
             if reserved < provisioned:
@@ -1231,19 +1081,20 @@ class LambdaService:
                     f"of the function ({provisioned})."
                 )
             function.reserved_concurrency = reserved
-        return response({"ReservedConcurrentExecutions": reserved})
+        return {"ReservedConcurrentExecutions": reserved}
 
-    def get_function_concurrency(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
+    @operation("GetFunctionConcurrency")
+    def get_function_concurrency(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._function(request["FunctionName"])
         with self._lock:
             reserved = function.reserved_concurrency
-        return response({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+        return {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
 
-    def delete_function_concurrency(self, request: Request, function_name: str) -> Response:
-        function = self._function(function_name)
+    @operation("DeleteFunctionConcurrency")
+    def delete_function_concurrency(self, request: dict[str, Any]) -> None:
+        function = self._function(request["FunctionName"])
         with self._lock:
             function.reserved_concurrency = None
-        return response(None, 204)
 
     # -- tags --------------------------------------------------------------------------------
     def _tagged(self, resource: str) -> Function:
@@ -1252,55 +1103,37 @@ class LambdaService:
             raise invalid_parameter(f"Tags go on an unqualified function ARN, not {resource!r}.")
         return self._function(name)
 
-    def tag_resource(self, request: Request, resource: str) -> Response:
-        tags = read_json(request).get("Tags")
-        if not isinstance(tags, dict) or not tags:
+    @operation("TagResource")
+    def tag_resource(self, request: dict[str, Any]) -> None:
+        if not request["Tags"]:
             raise invalid_parameter("Tags must map at least one key to a value.")
-        function = self._tagged(resource)
+        function = self._tagged(request["Resource"])
         with self._lock:
-            function.tags.update({str(k): str(v) for k, v in tags.items()})
-        return response(None, 204)
+            function.tags.update(request["Tags"])
 
-    def list_tags(self, request: Request, resource: str) -> Response:
-        function = self._tagged(resource)
+    @operation("ListTags")
+    def list_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        function = self._tagged(request["Resource"])
         with self._lock:
-            return response({"Tags": dict(function.tags)})
+            return {"Tags": dict(function.tags)}
 
-    def untag_resource(self, request: Request, resource: str) -> Response:
-        function = self._tagged(resource)
+    @operation("UntagResource")
+    def untag_resource(self, request: dict[str, Any]) -> None:
+        function = self._tagged(request["Resource"])
         with self._lock:
-            for key in request.args.getlist("tagKeys"):
+            for key in request["TagKeys"]:
                 function.tags.pop(key, None)
-        return response(None, 204)
 
     # -- Invoke ------------------------------------------------------------------------------
-    @staticmethod
-    def _check_request_size(request: Request, limit: int, operation: str) -> None:
-        if (request.content_length or 0) > limit:
-            # Read the body anyway: an unread body would be taken for the next request on this connection.
-            while request.stream.read(1 << 20):
-                pass
-            code = (
-                "RequestTooLargeException"
-                if operation == "InvokeFunction"
-                else "RequestEntityTooLargeException"
-            )
-            raise AwsError(
-                code, f"Request must be smaller than {limit} bytes for the {operation} operation", 413
-            )
-
-    def invoke(self, request: Request, function_name: str) -> Response:
-        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-            raise invalid_parameter(f"Unsupported invocation type: {invocation_type}")
+    @operation("Invoke")
+    def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
+        invocation_type = request.get("InvocationType", "RequestResponse")
         limit = MAX_ASYNC_REQUEST_BYTES if invocation_type == "Event" else MAX_SYNC_REQUEST_BYTES
-        self._check_request_size(request, limit, "InvokeFunction")
-        event = request.get_data()
+        event = request.get("Payload", b"")
         if len(event) > limit:
             raise AwsError(
                 "RequestTooLargeException",
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
-                413,
             )
         if event.strip():
             try:
@@ -1309,40 +1142,34 @@ class LambdaService:
                 raise AwsError(
                     "InvalidRequestContentException", f"Could not parse request body into json: {error}"
                 ) from error
-        client_context = self._client_context(request.headers.get("X-Amz-Client-Context"))
-        target = self._target(function_name, request.args.get("Qualifier"))
+        client_context = self._client_context(request.get("ClientContext"))
+        target = self._target(request["FunctionName"], request.get("Qualifier"))
         record = self._runnable(target)
         if invocation_type == "DryRun":
-            return response(None, 204)
+            return {"StatusCode": 204}
         invoked_arn = target.function.qualified_arn(target.qualifier)
         if invocation_type == "Event":
             self._async.submit(
                 self._invoke_event, target.function, record, invoked_arn, event, client_context
             )
-            return response(None, 202)
+            return {"StatusCode": 202}
         outcome, log_text = self._run(target.function, record, invoked_arn, event, client_context)
-        headers = {"X-Amz-Executed-Version": record.version}
-        body = outcome.body
-        if outcome.kind == "result" and len(body) > MAX_SYNC_RESPONSE_BYTES:
+        result: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": record.version}
+        result["Payload"] = outcome.body
+        if outcome.kind == "result" and len(outcome.body) > MAX_SYNC_RESPONSE_BYTES:
             outcome = Outcome(kind="error")
-            body = to_json(
+            result["Payload"] = json.dumps(
                 {
                     "errorMessage": "Response payload size exceeded maximum allowed payload size "
                     f"({MAX_SYNC_RESPONSE_BYTES} bytes).",
                     "errorType": "Function.ResponseSizeTooLarge",
                 }
-            )
+            ).encode()
         if outcome.kind != "result":
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        if request.headers.get("X-Amz-Log-Type") == "Tail":
-            tail = log_text.encode()[-LOG_TAIL_BYTES:]
-            headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
-        return Response(
-            body,
-            status=200,
-            content_type="application/json",
-            headers={"x-amzn-RequestId": str(uuid.uuid4()), **headers},
-        )
+            result["FunctionError"] = "Unhandled"
+        if request.get("LogType") == "Tail":
+            result["LogResult"] = base64.b64encode(log_text.encode()[-LOG_TAIL_BYTES:]).decode()
+        return result
 
     @staticmethod
     def _client_context(header: str | None) -> dict[str, Any] | None:
@@ -1451,7 +1278,7 @@ class LambdaService:
             ]
             text = "\n".join(line for line in lines if line) + "\n"
             self._logs.put_text(function.log_group, stream, text)
-            return Outcome(kind="error", body=to_json(error.document)), text
+            return Outcome(kind="error", body=json.dumps(error.document).encode()), text
         init_text = ""
         if cold:
             init_text = self._ship_init_log(function, worker)
@@ -1498,12 +1325,12 @@ class LambdaService:
             message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
             document = {"errorType": "Sandbox.Timedout", "errorMessage": message}
             return Outcome(
-                kind="timeout", body=to_json(document), duration_ms=timeout * 1000.0
+                kind="timeout", body=json.dumps(document).encode(), duration_ms=timeout * 1000.0
             ), f"{timestamp()} {request_id} Task timed out after {timeout:.2f} seconds"
         if outcome.kind == "crash":
             message = f"RequestId: {request_id} Error: Runtime exited with error: {outcome.exit_status}"
             document = {"errorType": "Runtime.ExitError", "errorMessage": message}
-            return Outcome(kind="crash", body=to_json(document)), message
+            return Outcome(kind="crash", body=json.dumps(document).encode()), message
         return outcome, ""
 
     # -- workers -----------------------------------------------------------------------------

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_aws.core import Context, split_s3_uri
 from local_aws.infra.archives import extract_tar
 from local_aws.infra.processes import ProcessGroup
+from local_aws.infra.s3 import split_s3_uri
+from local_aws.services.base import Context
 from local_aws.services.sagemaker.hosting import model_server
 from local_aws.services.sagemaker.hosting.model_server import PORT_ANNOUNCEMENT
 
@@ -39,6 +40,7 @@ log = logging.getLogger("local_aws.hosting")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]  # so child processes can import local_aws
 STOP_GRACE_SECONDS = 5.0
+INVOCATION_TIMEOUT_SECONDS = 60.0  # real-time endpoints: the container has 60 s to answer
 PING_INTERVAL_SECONDS = 0.1
 
 
@@ -70,7 +72,10 @@ class InFlight:
 
 # -- model data ------------------------------------------------------------------------------------
 def _download(context: Context, uri: str, target: Path) -> None:
-    bucket, key = split_s3_uri(uri)
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError as error:
+        raise StartupFailure(f"local_aws reads model data from S3 only: {error}") from error
     try:
         context.client("s3").download_file(bucket, key, str(target))
     except Exception as error:
@@ -197,6 +202,17 @@ class ModelInstance:
             raise StartupFailure("instance stopped while starting")
         self.stop()
         raise StartupFailure(self._failure_reason("the model server did not answer /ping in time"))
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """POST /invocations: (status, headers, body); TimeoutError past the invocation timeout,
+        OSError or HTTPException if the server is gone."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=INVOCATION_TIMEOUT_SECONDS)
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            reply = connection.getresponse()
+            return reply.status, dict(reply.headers), reply.read()
+        finally:
+            connection.close()
 
     def _ping(self) -> bool:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)

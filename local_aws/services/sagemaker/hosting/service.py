@@ -1,4 +1,4 @@
-"""SageMaker hosting: models, endpoint configs, endpoints, and the runtime's InvokeEndpoint.
+"""SageMaker hosting: models, endpoint configs, endpoints (InvokeEndpoint: :mod:`sagemaker_runtime`).
 
 An endpoint is model-server processes (:mod:`.model_server`), one per instance, started
 from the endpoint config's models; see :mod:`.fleet`. Error codes and texts
@@ -19,32 +19,25 @@ with a FailureReason, as SageMaker does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-import http.client
 import logging
 import math
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from werkzeug.wrappers import Request, Response
-
-from local_aws.core import (
-    AwsError,
-    Context,
-    Route,
-    constraint_error,
-    list_page,
-    now,
-    to_json,
-    validation_error,
-)
 from local_aws.infra.background import every, in_background
+from local_aws.protocol.api import operation
+from local_aws.protocol.errors import AwsError, validation_error
+from local_aws.services.base import Context, Service, now
+from local_aws.services.sagemaker.api import SAGEMAKER, s3_location
+from local_aws.services.sagemaker.hosting import fleet
 from local_aws.services.sagemaker.hosting.fleet import (
     Deployment,
     ModelInstance,
@@ -52,40 +45,14 @@ from local_aws.services.sagemaker.hosting.fleet import (
     VariantFleet,
     prepare_model_dir,
 )
+from local_aws.services.sagemaker.listing import list_page
 
 log = logging.getLogger("local_aws.hosting")
 
-NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # real-time endpoints: 6 MB request payload
-INVOCATION_TIMEOUT_SECONDS = 60.0  # real-time endpoints: the container has 60 s to answer
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0  # ContainerStartupHealthCheckTimeoutInSeconds when not given
 SUPERVISE_INTERVAL_SECONDS = 0.5
 AUTOSCALING_INTERVAL_SECONDS = 15.0  # how often registered scalable targets are evaluated
 INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
-PASSED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes", "X-Amzn-SageMaker-Inference-Id")
-
-
-# -- validation --------------------------------------------------------------------------------------
-
-
-def validate_name(value: Any, member: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise constraint_error(value, member, "Member must not be null")
-    if len(value) > 63:
-        raise constraint_error(value, member, "Member must have length less than or equal to 63")
-    if not re.fullmatch(NAME_PATTERN, value):
-        raise constraint_error(
-            value, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}"
-        )
-    return value
-
-
-def _number(value: Any, member: str, minimum: float, default: float | None = None) -> float:
-    if value is None and default is not None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise constraint_error(value, member, f"Member must have value greater than or equal to {minimum:g}")
-    return value
 
 
 # -- records -----------------------------------------------------------------------------------------
@@ -132,9 +99,11 @@ class EndpointRecord:
 
 
 # -- the service -------------------------------------------------------------------------------------
-class HostingService:
+class HostingService(Service):
+    api = SAGEMAKER
+
     def __init__(self, context: Context):
-        self.context = context
+        super().__init__(context)
         self._models: dict[str, ModelRecord] = {}
         self._configs: dict[str, EndpointConfigRecord] = {}
         self._endpoints: dict[str, EndpointRecord] = {}
@@ -147,29 +116,6 @@ class HostingService:
         self._autoscaling: Any = None
         every(SUPERVISE_INTERVAL_SECONDS, "hosting-supervisor", self._supervise, self._closing)
         every(AUTOSCALING_INTERVAL_SECONDS, "hosting-autoscaler", self._autoscale, self._closing)
-
-    def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
-        return {
-            "CreateModel": self.create_model,
-            "DescribeModel": self.describe_model,
-            "DeleteModel": self.delete_model,
-            "ListModels": self.list_models,
-            "CreateEndpointConfig": self.create_endpoint_config,
-            "DescribeEndpointConfig": self.describe_endpoint_config,
-            "DeleteEndpointConfig": self.delete_endpoint_config,
-            "ListEndpointConfigs": self.list_endpoint_configs,
-            "CreateEndpoint": self.create_endpoint,
-            "DescribeEndpoint": self.describe_endpoint,
-            "UpdateEndpoint": self.update_endpoint,
-            "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
-            "DeleteEndpoint": self.delete_endpoint,
-            "ListEndpoints": self.list_endpoints,
-        }
-
-    def routes(self) -> list[Route]:
-        return [
-            Route.of("sagemaker", "POST", r"/endpoints/(?P<endpoint_name>[^/]+)/invocations", self.invoke)
-        ]
 
     # -- ARNs and lookups: SageMaker ARNs carry the name in lower case, and names are unique ignoring case
     def _arn(self, kind: str, name: str) -> str:
@@ -199,8 +145,9 @@ class HostingService:
         return record
 
     # -- models ------------------------------------------------------------------------------------------
+    @operation("CreateModel")
     def create_model(self, request: dict) -> dict:
-        name = validate_name(request.get("ModelName"), "modelName")
+        name = request["ModelName"]
         containers = request.get("Containers") or (
             [request["PrimaryContainer"]] if request.get("PrimaryContainer") else []
         )
@@ -213,12 +160,8 @@ class HostingService:
                 )
             if not container.get("Image"):
                 raise validation_error("Image must be specified for each container.")
-            if (url := container.get("ModelDataUrl")) and not str(url).startswith("s3://"):
-                raise constraint_error(
-                    url,
-                    "primaryContainer.modelDataUrl",
-                    "Member must satisfy regular expression pattern: ^(https|s3)://([^/]+)/?(.*)$",
-                )
+            if url := container.get("ModelDataUrl"):
+                s3_location(url)
         arn = self._arn("model", name)
         with self._lock:
             if name.lower() in self._models:
@@ -227,6 +170,7 @@ class HostingService:
         self.context.tags.add(arn, request.get("Tags"))
         return {"ModelArn": arn}
 
+    @operation("DescribeModel")
     def describe_model(self, request: dict) -> dict:
         record = self._get_model(request["ModelName"])
         response = {
@@ -246,6 +190,7 @@ class HostingService:
                 response[key] = record.request[key]
         return response
 
+    @operation("DeleteModel")
     def delete_model(self, request: dict) -> dict:
         record = self._get_model(request["ModelName"])
         with self._lock:
@@ -253,6 +198,7 @@ class HostingService:
         self.context.tags.forget(record.arn)
         return {}
 
+    @operation("ListModels")
     def list_models(self, request: dict) -> dict:
         with self._lock:
             records = list(self._models.values())
@@ -261,15 +207,13 @@ class HostingService:
         return {"Models": listed, **token}
 
     # -- endpoint configs ------------------------------------------------------------------------------
+    @operation("CreateEndpointConfig")
     def create_endpoint_config(self, request: dict) -> dict:
-        name = validate_name(request.get("EndpointConfigName"), "endpointConfigName")
-        variants = request.get("ProductionVariants") or []
-        if not variants or len(variants) > 10:
-            raise constraint_error(variants, "productionVariants", "Member must have length between 1 and 10")
+        name = request["EndpointConfigName"]
+        variants = request["ProductionVariants"]
         seen: set[str] = set()
-        for index, variant in enumerate(variants, start=1):
-            member = f"productionVariants.{index}"
-            variant_name = validate_name(variant.get("VariantName"), f"{member}.member.variantName")
+        for variant in variants:
+            variant_name = variant["VariantName"]
             if variant_name in seen:
                 raise validation_error(f"Production variant names must be unique; {variant_name} repeats.")
             seen.add(variant_name)
@@ -279,9 +223,10 @@ class HostingService:
                 )
             if not variant.get("InstanceType"):
                 raise validation_error(f"InstanceType is required for production variant {variant_name}.")
-            _number(variant.get("InitialInstanceCount"), f"{member}.member.initialInstanceCount", 1)
-            _number(variant.get("InitialVariantWeight"), f"{member}.member.initialVariantWeight", 0, 1.0)
-            self._get_model(validate_name(variant.get("ModelName"), f"{member}.member.modelName"))
+            for needed in ("InitialInstanceCount", "ModelName"):  # optional in the model, not here
+                if variant.get(needed) is None:
+                    raise validation_error(f"{needed} is required for production variant {variant_name}.")
+            self._get_model(variant["ModelName"])
         arn = self._arn("endpoint-config", name)
         with self._lock:
             if name.lower() in self._configs:
@@ -290,6 +235,7 @@ class HostingService:
         self.context.tags.add(arn, request.get("Tags"))
         return {"EndpointConfigArn": arn}
 
+    @operation("DescribeEndpointConfig")
     def describe_endpoint_config(self, request: dict) -> dict:
         record = self._get_config(request["EndpointConfigName"])
         variants = [{"InitialVariantWeight": 1.0, **variant} for variant in record.variants]
@@ -304,6 +250,7 @@ class HostingService:
                 response[key] = record.request[key]
         return response
 
+    @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, request: dict) -> dict:
         # SageMaker lets a config in use be deleted: the endpoint keeps running what it deployed.
         record = self._get_config(request["EndpointConfigName"])
@@ -312,6 +259,7 @@ class HostingService:
         self.context.tags.forget(record.arn)
         return {}
 
+    @operation("ListEndpointConfigs")
     def list_endpoint_configs(self, request: dict) -> dict:
         with self._lock:
             records = list(self._configs.values())
@@ -323,9 +271,10 @@ class HostingService:
         return {"EndpointConfigs": listed, **token}
 
     # -- endpoints ------------------------------------------------------------------------------------
+    @operation("CreateEndpoint")
     def create_endpoint(self, request: dict) -> dict:
-        name = validate_name(request.get("EndpointName"), "endpointName")
-        config = self._get_config(validate_name(request.get("EndpointConfigName"), "endpointConfigName"))
+        name = request["EndpointName"]
+        config = self._get_config(request["EndpointConfigName"])
         arn = self._arn("endpoint", name)
         with self._lock:
             if name.lower() in self._endpoints:
@@ -358,9 +307,10 @@ class HostingService:
         if stale is not None:
             self._retire(stale)
 
+    @operation("UpdateEndpoint")
     def update_endpoint(self, request: dict) -> dict:
-        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
-        config = self._get_config(validate_name(request.get("EndpointConfigName"), "endpointConfigName"))
+        endpoint = self._get_endpoint(request["EndpointName"])
+        config = self._get_config(request["EndpointConfigName"])
         retain = bool(request.get("RetainAllVariantProperties", False))
         with self._lock:
             self._require_in_service(endpoint, "update")
@@ -389,31 +339,23 @@ class HostingService:
                 endpoint.deployment, endpoint.config_name = deployment, config.name
                 endpoint.status, endpoint.modified, endpoint.pending = "InService", now(), None
         if old is not None:
-            old.in_flight.wait_idle(timeout=INVOCATION_TIMEOUT_SECONDS + 5)
+            old.in_flight.wait_idle(timeout=fleet.INVOCATION_TIMEOUT_SECONDS + 5)
             self._retire(old)
 
+    @operation("UpdateEndpointWeightsAndCapacities")
     def update_endpoint_weights_and_capacities(self, request: dict) -> dict:
-        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
-        desired = request.get("DesiredWeightsAndCapacities") or []
-        if not desired:
-            raise constraint_error(
-                desired, "desiredWeightsAndCapacities", "Member must have length greater than or equal to 1"
-            )
+        endpoint = self._get_endpoint(request["EndpointName"])
+        desired = request["DesiredWeightsAndCapacities"]
         with self._lock:
             self._require_in_service(endpoint, "update")
             deployment = endpoint.deployment
             assert deployment is not None
-            unknown = [
-                d.get("VariantName") for d in desired if d.get("VariantName") not in deployment.variants
-            ]
+            unknown = [d["VariantName"] for d in desired if d["VariantName"] not in deployment.variants]
             if unknown:
                 raise validation_error(
                     f"The variant name(s) {', '.join(map(str, unknown))} is/are not present in the endpoint "
                     f'"{endpoint.arn}".'
                 )
-            for change in desired:
-                _number(change.get("DesiredWeight"), "desiredWeight", 0, 0.0)
-                _number(change.get("DesiredInstanceCount"), "desiredInstanceCount", 0, 0.0)
             endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
         in_background(f"scale-{endpoint.name}", lambda: self._scale(endpoint, deployment, desired))
         return {"EndpointArn": endpoint.arn}
@@ -443,8 +385,9 @@ class HostingService:
         if endpoint.status != "InService":
             raise validation_error(f'Cannot {verb} in-progress endpoint "{endpoint.arn}".')
 
+    @operation("DeleteEndpoint")
     def delete_endpoint(self, request: dict) -> dict:
-        endpoint = self._get_endpoint(validate_name(request.get("EndpointName"), "endpointName"))
+        endpoint = self._get_endpoint(request["EndpointName"])
         with self._lock:
             if endpoint.status == "Deleting":
                 raise validation_error(f'Cannot delete in-progress endpoint "{endpoint.arn}".')
@@ -463,6 +406,7 @@ class HostingService:
         in_background(f"delete-{endpoint.name}", delete)
         return {}
 
+    @operation("DescribeEndpoint")
     def describe_endpoint(self, request: dict) -> dict:
         endpoint = self._get_endpoint(request["EndpointName"])
         with self._lock:
@@ -496,6 +440,7 @@ class HostingService:
                 }
         return response
 
+    @operation("ListEndpoints")
     def list_endpoints(self, request: dict) -> dict:
         with self._lock:
             records = list(self._endpoints.values())
@@ -569,104 +514,26 @@ class HostingService:
             deployed_at=now(),
         )
 
-    # -- runtime: InvokeEndpoint -------------------------------------------------------------------
-    def invoke(self, request: Request, endpoint_name: str) -> Response:
-        declared = request.content_length
-        if declared is not None and declared > MAX_PAYLOAD_BYTES:
-            return _payload_too_large()
-        body = request.get_data(cache=False)
-        if len(body) > MAX_PAYLOAD_BYTES:
-            return _payload_too_large()
+    # -- for the runtime and the autoscaler ---------------------------------------------------------
+    @contextlib.contextmanager
+    def serving(self, endpoint_name: str) -> Iterator[tuple[str, Deployment]]:
+        """(endpoint name, the deployment answering for it now), leased for the block so an
+        update's swap waits for it; SageMaker Runtime's ValidationError if nothing serves."""
         with self._lock:
             endpoint = self._endpoints.get(endpoint_name.lower())
             deployment = (
                 endpoint.deployment if endpoint and endpoint.status in ("InService", "Updating") else None
             )
-            if deployment is None:
+            if endpoint is None or deployment is None:
                 raise AwsError(
                     "ValidationError",
                     f"Endpoint {endpoint_name} of account {self.context.account_id} not found.",
                 )
             deployment.in_flight.enter()  # under the lock, so an update's swap cannot slip in between
         try:
-            return self._invoke_deployment(endpoint.name, deployment, request, body)
+            yield endpoint.name, deployment
         finally:
             deployment.in_flight.exit()
-
-    def _invoke_deployment(
-        self, endpoint_name: str, deployment: Deployment, request: Request, body: bytes
-    ) -> Response:
-        target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
-        variant = deployment.pick_variant(target)
-        if variant is None:
-            raise AwsError(
-                "ValidationError",
-                f"Target variant {target} does not exist for endpoint {endpoint_name} of account "
-                f"{self.context.account_id}.",
-            )
-        headers = {"Content-Type": request.headers.get("Content-Type", "application/octet-stream")}
-        if accept := request.headers.get("Accept"):
-            headers["Accept"] = accept
-        headers.update({h: v for h in PASSED_HEADERS if (v := request.headers.get(h))})
-        for instance in variant.candidates():
-            with variant.leased(instance) as routable:
-                if not routable:
-                    continue
-                try:
-                    status, reply_headers, reply = _post(instance.port, body, headers)
-                except TimeoutError:
-                    return self._model_error(endpoint_name, instance, None, _TIMEOUT_MESSAGE)
-                except (OSError, http.client.HTTPException):
-                    variant.unroute(instance)  # it crashed: the supervisor restarts it; try the next one
-                    continue
-            if status != 200:
-                return self._model_error(
-                    endpoint_name, instance, status, reply.decode("utf-8", errors="replace")
-                )
-            response = Response(
-                reply, status=200, content_type=reply_headers.get("Content-Type", "application/json")
-            )
-            response.headers["x-Amzn-Invoked-Production-Variant"] = variant.name
-            if attributes := reply_headers.get("X-Amzn-SageMaker-Custom-Attributes"):
-                response.headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
-            return response
-        raise AwsError(
-            "ServiceUnavailable",
-            f"No instance of production variant {variant.name} of endpoint {endpoint_name} is available. "
-            "Try your call again.",
-            status=503,
-        )
-
-    def _model_error(
-        self, endpoint_name: str, instance: ModelInstance, status: int | None, original: str
-    ) -> Response:
-        """ModelError (424): the container answered an error (``status``) or nothing in time (``None``)."""
-        kind = "client" if status is not None and status < 500 else "server"
-        message = (
-            f'Received {kind} error ({status or 0}) from primary with message "{original}". '
-            + self._see_logs(endpoint_name)
-        )
-        body: dict[str, Any] = {
-            "Message": message,
-            "OriginalMessage": original,
-            "LogStreamArn": instance.log_stream_arn,
-        }
-        if status is not None:
-            body["OriginalStatusCode"] = status
-        return Response(
-            to_json(body),
-            status=424,
-            content_type="application/json",
-            headers={"x-amzn-ErrorType": "ModelError"},
-        )
-
-    def _see_logs(self, endpoint_name: str) -> str:
-        region = self.context.region
-        return (
-            f"See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
-            f"group=/aws/sagemaker/Endpoints/{endpoint_name} in account {self.context.account_id} for more "
-            "information."
-        )
 
     # -- supervision ---------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -779,31 +646,6 @@ class HostingService:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-_TIMEOUT_MESSAGE = (
-    "Your invocation timed out while waiting for a response from container primary. Review the latency "
-    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
-)
-
-
-def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=INVOCATION_TIMEOUT_SECONDS)
-    try:
-        connection.request("POST", "/invocations", body=body, headers=headers)
-        reply = connection.getresponse()
-        return reply.status, dict(reply.headers), reply.read()
-    finally:
-        connection.close()
-
-
-def _payload_too_large() -> Response:
-    # What SageMaker answers for an oversize real-time request: a bare 413 (botocore's error code is "413").
-    return Response(
-        to_json({"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."}),
-        status=413,
-        content_type="application/json",
-    )
-
-
 def _variant_summary(variant: VariantFleet) -> dict[str, Any]:
     return {
         "VariantName": variant.name,

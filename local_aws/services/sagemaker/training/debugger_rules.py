@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from local_aws.core import now
+from local_aws.services.base import now
 
 Series = list[float]
 History = dict[str, list[tuple[dt.datetime, float]]]

@@ -23,24 +23,26 @@ import tarfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_aws.core import AwsError, Context, list_page, not_found, now, split_s3_uri, validation_error
 from local_aws.infra.archives import extract_tar, tar_directory
 from local_aws.infra.ports import free_port
 from local_aws.infra.processes import ProcessGroup, stop_all
-from local_aws.infra.s3 import upload_directory
+from local_aws.infra.s3 import split_s3_uri, upload_directory
+from local_aws.protocol.api import operation
+from local_aws.protocol.errors import AwsError, validation_error
+from local_aws.services.base import Context, Service, now
+from local_aws.services.sagemaker.api import SAGEMAKER, not_found, s3_location
+from local_aws.services.sagemaker.listing import list_page
 from local_aws.services.sagemaker.training import debugger_rules
 
 log = logging.getLogger("local_aws.training")
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-CHANNEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 DEFAULT_MAX_RUNTIME_SECONDS = 86400
 MAX_LOCAL_INSTANCES = 8  # processes on one machine; more would only thrash
@@ -442,41 +444,20 @@ class TrainingJob:
 # ---------------------------------------------------------------------------------------
 # Request validation
 # ---------------------------------------------------------------------------------------
-def validate_job_name(name: Any, kind: str, pattern: re.Pattern[str], max_length: int) -> str:
-    if not isinstance(name, str) or not name:
-        raise validation_error(f"{kind} name is required.")
-    if len(name) > max_length:
-        raise validation_error(
-            f"1 validation error detected: Value '{name}' at '{kind[0].lower() + kind[1:]}Name' failed to "
-            f"satisfy constraint: Member must have length less than or equal to {max_length}"
-        )
-    if not pattern.fullmatch(name):
-        raise validation_error(
-            f"1 validation error detected: Value '{name}' at '{kind[0].lower() + kind[1:]}Name' failed to "
-            f"satisfy constraint: Member must satisfy regular expression pattern: {pattern.pattern}"
-        )
-    return name
-
-
-def _require(container: dict[str, Any], key: str, where: str) -> Any:
-    if not isinstance(container, dict) or container.get(key) in (None, ""):
-        raise validation_error(f"{where}.{key} is required.")
-    return container[key]
-
-
-def validate_training_request(request: dict[str, Any]) -> dict[str, Any]:
-    """Check what AWS checks and local_aws depends on; return the request with defaults filled in."""
-    validate_job_name(request.get("TrainingJobName"), "TrainingJob", JOB_NAME_PATTERN, 63)
-    _require(request, "RoleArn", "CreateTrainingJobRequest")
-    output = _require(request, "OutputDataConfig", "CreateTrainingJobRequest")
-    split_s3_uri(_require(output, "S3OutputPath", "OutputDataConfig"))
-    algorithm = _require(request, "AlgorithmSpecification", "CreateTrainingJobRequest")
-    mode = _require(algorithm, "TrainingInputMode", "AlgorithmSpecification")
-    resources = _require(request, "ResourceConfig", "CreateTrainingJobRequest")
-    _require(resources, "InstanceType", "ResourceConfig")
+def checked_training_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The rules beyond the model's (which the protocol layer checked) that local_aws runs by;
+    returns the request with SageMaker's defaults filled in."""
+    for needed in ("AlgorithmSpecification", "ResourceConfig"):  # optional in the model, not here
+        if not request.get(needed):
+            raise validation_error(f"{needed} is required.")
+    s3_location(request["OutputDataConfig"]["S3OutputPath"])
+    algorithm = request["AlgorithmSpecification"]
+    resources = request["ResourceConfig"]
+    if not resources.get("InstanceType"):
+        raise validation_error("ResourceConfig.InstanceType is required (local_aws has no instance groups).")
     count = resources.get("InstanceCount", 1)
-    if not isinstance(count, int) or count < 1:
-        raise validation_error("ResourceConfig.InstanceCount must be an integer >= 1.")
+    if count < 1:
+        raise validation_error("ResourceConfig.InstanceCount must be at least 1.")
     if count > MAX_LOCAL_INSTANCES:
         raise AwsError(
             "ResourceLimitExceeded",
@@ -484,29 +465,23 @@ def validate_training_request(request: dict[str, Any]) -> dict[str, Any]:
         )
     for definition in algorithm.get("MetricDefinitions", []):
         try:
-            re.compile(_require(definition, "Regex", "MetricDefinition"))
+            re.compile(definition["Regex"])
         except re.error as error:
-            raise validation_error(f"Invalid regex for metric {definition.get('Name')!r}: {error}") from error
-        _require(definition, "Name", "MetricDefinition")
-    _validate_channels(request.get("InputDataConfig", []), mode)
-    hyperparameters = request.get("HyperParameters", {})
-    if any(not isinstance(v, str) for v in hyperparameters.values()):
-        raise validation_error("HyperParameters values must be strings.")
-    decoded = decode_hyperparameters(hyperparameters)
+            raise validation_error(f"Invalid regex for metric {definition['Name']!r}: {error}") from error
+    _check_channels(request.get("InputDataConfig", []), algorithm["TrainingInputMode"])
+    decoded = decode_hyperparameters(request.get("HyperParameters", {}))
     for key in ("sagemaker_program", "sagemaker_submit_directory"):
         if not decoded.get(key):
             raise validation_error(
                 f"local_aws runs script-mode training only: HyperParameters must include {key} "
                 "(it cannot run a training image's own entry point)."
             )
-    split_s3_uri(str(decoded["sagemaker_submit_directory"]))
+    s3_location(str(decoded["sagemaker_submit_directory"]))
     stopping = dict(request.get("StoppingCondition") or {})
     stopping.setdefault("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_SECONDS)
-    if not isinstance(stopping["MaxRuntimeInSeconds"], int) or stopping["MaxRuntimeInSeconds"] < 1:
-        raise validation_error("StoppingCondition.MaxRuntimeInSeconds must be an integer >= 1.")
     if request.get("EnableManagedSpotTraining"):
         max_wait = stopping.get("MaxWaitTimeInSeconds")
-        if not isinstance(max_wait, int) or max_wait < stopping["MaxRuntimeInSeconds"]:
+        if max_wait is None or max_wait < stopping["MaxRuntimeInSeconds"]:
             raise validation_error(
                 "Managed spot training needs StoppingCondition.MaxWaitTimeInSeconds >= MaxRuntimeInSeconds."
             )
@@ -514,26 +489,23 @@ def validate_training_request(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "StoppingCondition": stopping, "ResourceConfig": resources}
 
 
-def _validate_channels(channels: list[dict[str, Any]], default_mode: str) -> None:
+def _check_channels(channels: list[dict[str, Any]], default_mode: str) -> None:
     names: set[str] = set()
     for channel in channels:
-        name = _require(channel, "ChannelName", "Channel")
-        if not CHANNEL_NAME_PATTERN.fullmatch(name):
-            raise validation_error(f"Invalid channel name {name!r}.")
+        name = channel["ChannelName"]
         if name in names:
             raise validation_error(f"Channel names must be unique: {name!r} appears twice.")
         names.add(name)
         mode = channel.get("InputMode", default_mode)
         if mode not in ("File", "FastFile"):
             raise validation_error(f"local_aws supports File and FastFile input modes, not {mode} ({name}).")
-        source = _require(channel, "DataSource", "Channel")
+        source = channel["DataSource"]
         if "S3DataSource" not in source:
             raise validation_error(f"local_aws supports S3DataSource channels only ({name}).")
         s3 = source["S3DataSource"]
-        data_type = s3.get("S3DataType", "S3Prefix")
-        if data_type not in ("S3Prefix", "ManifestFile"):
-            raise validation_error(f"local_aws does not support S3DataType {data_type} ({name}).")
-        split_s3_uri(_require(s3, "S3Uri", "S3DataSource"))
+        if s3["S3DataType"] not in ("S3Prefix", "ManifestFile"):
+            raise validation_error(f"local_aws does not support S3DataType {s3['S3DataType']} ({name}).")
+        s3_location(s3["S3Uri"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -938,13 +910,14 @@ def list_jobs(request: dict[str, Any], jobs: list[Any]) -> tuple[list[Any], dict
     )
 
 
-class TrainingService:
+class TrainingService(Service):
     """CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs, StopTrainingJob."""
 
+    api = SAGEMAKER
     stop_grace_seconds = 10.0  # AWS allows 120 s between SIGTERM and SIGKILL; locally less is enough
 
     def __init__(self, context: Context):
-        self.context = context
+        super().__init__(context)
         self.root = context.state_dir / "training"
         self.root.mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, TrainingJob] = {}
@@ -952,29 +925,25 @@ class TrainingService:
         self._lock = threading.Lock()
         self._closed = False
 
-    def sagemaker_actions(self) -> dict[str, Callable[[dict], dict]]:
-        return {
-            "CreateTrainingJob": self.create_training_job,
-            "DescribeTrainingJob": self.describe_training_job,
-            "ListTrainingJobs": self.list_training_jobs,
-            "StopTrainingJob": self.stop_training_job,
-        }
-
-    # -- actions -------------------------------------------------------------------------
+    # -- operations ----------------------------------------------------------------------
+    @operation("CreateTrainingJob")
     def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"TrainingJobArn": self.start_job(request).arn}
 
+    @operation("DescribeTrainingJob")
     def describe_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.job(request.get("TrainingJobName", "")).describe()
+        return self.job(request["TrainingJobName"]).describe()
 
+    @operation("ListTrainingJobs")
     def list_training_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             jobs = list(self.jobs.values())
         page, token = list_jobs(request, jobs)
         return {"TrainingJobSummaries": [job.summary() for job in page], **token}
 
+    @operation("StopTrainingJob")
     def stop_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        job = self.job(request.get("TrainingJobName", ""))
+        job = self.job(request["TrainingJobName"])
         with job.lock:
             if job.status != "InProgress":
                 raise validation_error(
@@ -985,7 +954,7 @@ class TrainingService:
 
     # -- for the tuning service and the runner ------------------------------------------
     def start_job(self, request: dict[str, Any], tuning_job_arn: str | None = None) -> TrainingJob:
-        request = validate_training_request(request)
+        request = checked_training_request(request)
         name = request["TrainingJobName"]
         definitions = request["AlgorithmSpecification"].get("MetricDefinitions", [])
         job = TrainingJob(
@@ -1018,10 +987,6 @@ class TrainingService:
         if job is None:
             raise not_found("training job", name)
         return job
-
-    def metric_history(self, name: str) -> dict[str, list[tuple[dt.datetime, float]]]:
-        """Every scraped value of every metric so far, oldest first (for early stopping)."""
-        return self.job(name).scraper.history()
 
     def interrupt(self, job: TrainingJob, reason: str) -> None:
         with job.lock:

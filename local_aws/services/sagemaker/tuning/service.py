@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import re
 import threading
 import time
 import uuid
@@ -31,20 +30,22 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 
-from local_aws.core import AwsError, Context, list_page, not_found, now, validation_error
+from local_aws.protocol.api import operation, service_model
+from local_aws.protocol.errors import AwsError, validation_error
+from local_aws.protocol.validation import require_valid
+from local_aws.services.base import Context, Service, now
+from local_aws.services.sagemaker.api import SAGEMAKER, not_found
+from local_aws.services.sagemaker.listing import list_page
 from local_aws.services.sagemaker.training.service import (
     TrainingJob,
     TrainingService,
+    checked_training_request,
     list_jobs,
-    validate_job_name,
-    validate_training_request,
 )
 
 log = logging.getLogger("local_aws.tuning")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-TUNING_JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
-STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 POLL_SECONDS = 0.2
 MEDIAN_STARTUP_TRIALS = 2  # the median rule needs finished trials to compare against
 TRIAL_DEFINITION_FIELDS = (
@@ -497,13 +498,9 @@ def training_definition(request: dict[str, Any]) -> dict[str, Any]:
 
 def objective_of(config: dict[str, Any], definition: dict[str, Any]) -> dict[str, str]:
     objective = config.get("HyperParameterTuningJobObjective") or definition.get("TuningObjective")
-    if (
-        not objective
-        or not objective.get("MetricName")
-        or objective.get("Type") not in ("Maximize", "Minimize")
-    ):
+    if not objective:  # the model makes it optional in both places, but one is needed
         raise validation_error(
-            "HyperParameterTuningJobObjective needs Type (Maximize|Minimize) and MetricName."
+            "HyperParameterTuningJobObjective (or the definition's TuningObjective) is required."
         )
     metric_names = {m["Name"] for m in definition["AlgorithmSpecification"].get("MetricDefinitions", [])}
     if objective["MetricName"] not in metric_names:
@@ -515,32 +512,23 @@ def objective_of(config: dict[str, Any], definition: dict[str, Any]) -> dict[str
 
 
 def limits_of(config: dict[str, Any], space: dict[str, BaseDistribution]) -> tuple[int, int]:
-    limits = config.get("ResourceLimits") or {}
-    max_parallel = limits.get("MaxParallelTrainingJobs")
-    if not isinstance(max_parallel, int) or max_parallel < 1:
-        raise validation_error("ResourceLimits.MaxParallelTrainingJobs must be an integer >= 1.")
+    limits = config["ResourceLimits"]
     max_jobs = limits.get("MaxNumberOfTrainingJobs")
     if config["Strategy"] == "Grid":
         combinations = math.prod(len(values) for values in grid(space).values())
         max_jobs = min(max_jobs or combinations, combinations)
-    if not isinstance(max_jobs, int) or max_jobs < 1:
-        raise validation_error("ResourceLimits.MaxNumberOfTrainingJobs must be an integer >= 1.")
-    return max_jobs, max_parallel
+    if max_jobs is None:
+        raise validation_error(
+            "ResourceLimits.MaxNumberOfTrainingJobs is required unless the strategy is Grid."
+        )
+    return max_jobs, limits["MaxParallelTrainingJobs"]
 
 
-def validate_tuning_request(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict, int, int]:
-    validate_job_name(
-        request.get("HyperParameterTuningJobName"), "HyperParameterTuningJob", TUNING_JOB_NAME_PATTERN, 32
-    )
-    config = request.get("HyperParameterTuningJobConfig")
-    if not isinstance(config, dict):
-        raise validation_error("HyperParameterTuningJobConfig is required.")
-    strategy = config.get("Strategy")
-    if strategy not in STRATEGIES:
-        raise validation_error(f"Strategy must be one of {list(STRATEGIES)}.")
+def checked_tuning_request(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict, int, int]:
+    """The rules beyond the model's: (definition, objective, search space, max jobs, max parallel)."""
+    config = request["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
     early_stopping = config.get("TrainingJobEarlyStoppingType", "Off")
-    if early_stopping not in ("Off", "Auto"):
-        raise validation_error("TrainingJobEarlyStoppingType must be Off or Auto.")
     if strategy == "Hyperband" and early_stopping == "Auto":
         raise validation_error(
             "Hyperband has its own early stopping: TrainingJobEarlyStoppingType must be Off."
@@ -558,18 +546,22 @@ def validate_tuning_request(request: dict[str, Any]) -> tuple[dict[str, Any], di
     # The trials are CreateTrainingJob requests: a bad definition is this request's error, now.
     probe = {name: tuned_value(d.choices[0] if isinstance(d, CategoricalDistribution) else d.low)
              for name, d in space.items()}  # fmt: skip
-    validate_training_request(trial_request(definition, "probe-000-00000000", probe))
+    trial = trial_request(definition, "probe-000-00000000", probe)
+    require_valid(service_model(SAGEMAKER.name).operation_model("CreateTrainingJob").input_shape, trial)
+    checked_training_request(trial)
     return definition, objective, space, max_jobs, max_parallel
 
 
 # ---------------------------------------------------------------------------------------
 # The service
 # ---------------------------------------------------------------------------------------
-class TuningService:
+class TuningService(Service):
     """CreateHyperParameterTuningJob and friends."""
 
+    api = SAGEMAKER
+
     def __init__(self, context: Context):
-        self.context = context
+        super().__init__(context)
         self.jobs: dict[str, TuningJob] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -581,17 +573,9 @@ class TuningService:
             raise AwsError("InternalFailure", "local_aws: tuning needs the training service", status=500)
         return service
 
-    def sagemaker_actions(self) -> dict[str, Any]:
-        return {
-            "CreateHyperParameterTuningJob": self.create_tuning_job,
-            "DescribeHyperParameterTuningJob": self.describe_tuning_job,
-            "ListHyperParameterTuningJobs": self.list_tuning_jobs,
-            "ListTrainingJobsForHyperParameterTuningJob": self.list_training_jobs_for_tuning_job,
-            "StopHyperParameterTuningJob": self.stop_tuning_job,
-        }
-
+    @operation("CreateHyperParameterTuningJob")
     def create_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        definition, objective, space, max_jobs, max_parallel = validate_tuning_request(request)
+        definition, objective, space, max_jobs, max_parallel = checked_tuning_request(request)
         name = request["HyperParameterTuningJobName"]
         tuning = TuningJob(
             name=name,
@@ -620,17 +604,20 @@ class TuningService:
             raise not_found("hyper-parameter tuning job", name)
         return tuning
 
+    @operation("DescribeHyperParameterTuningJob")
     def describe_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.job(request.get("HyperParameterTuningJobName", "")).describe()
+        return self.job(request["HyperParameterTuningJobName"]).describe()
 
+    @operation("ListHyperParameterTuningJobs")
     def list_tuning_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             jobs = list(self.jobs.values())
         page, token = list_jobs(request, jobs)
         return {"HyperParameterTuningJobSummaries": [job.summary() for job in page], **token}
 
+    @operation("ListTrainingJobsForHyperParameterTuningJob")
     def list_training_jobs_for_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        tuning = self.job(request.get("HyperParameterTuningJobName", ""))
+        tuning = self.job(request["HyperParameterTuningJobName"])
         with tuning.lock:
             summaries = [tuning.trial_summary(run) for run in tuning.trials]
         if request.get("StatusEquals"):
@@ -654,8 +641,9 @@ class TuningService:
         )
         return {"TrainingJobSummaries": page, **token}
 
+    @operation("StopHyperParameterTuningJob")
     def stop_tuning_job(self, request: dict[str, Any]) -> dict[str, Any]:
-        tuning = self.job(request.get("HyperParameterTuningJobName", ""))
+        tuning = self.job(request["HyperParameterTuningJobName"])
         with tuning.lock:
             if tuning.status != "InProgress":
                 raise validation_error(

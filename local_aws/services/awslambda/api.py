@@ -1,0 +1,26 @@
+"""The Lambda API (REST JSON, 2015-03-31 and friends) and the codes Lambda answers with."""
+
+from __future__ import annotations
+
+from local_aws.protocol.api import Api
+from local_aws.protocol.errors import AwsError
+
+MAX_REQUEST_BYTES = 70167211  # CreateFunction / UpdateFunctionCode with an inline zip, as AWS words it
+
+
+def request_entity_too_large(operation: str, limit: int) -> AwsError:
+    # Lambda's front end refuses a bigger body before the service sees it, with this code.
+    return AwsError(
+        "RequestEntityTooLargeException",
+        f"Request must be smaller than {limit} bytes for the {operation} operation",
+        413,
+    )
+
+
+LAMBDA = Api(
+    "lambda",
+    malformed_request="InvalidRequestContentException",
+    internal_error="ServiceException",
+    max_request_bytes=MAX_REQUEST_BYTES,
+    request_too_large=request_entity_too_large,
+)
