@@ -1,4 +1,4 @@
-"""The Lambda API (REST JSON, 2015-03-31 and friends) and the codes Lambda answers with."""
+"""The Lambda API (REST JSON, 2015-03-31 and friends) and the errors Lambda answers with."""
 
 from __future__ import annotations
 
@@ -24,3 +24,36 @@ LAMBDA = Api(
     max_request_bytes=MAX_REQUEST_BYTES,
     request_too_large=request_entity_too_large,
 )
+
+
+def invalid_parameter(message: str) -> AwsError:
+    return AwsError("InvalidParameterValueException", message)
+
+
+def function_not_found(arn: str) -> AwsError:
+    return AwsError("ResourceNotFoundException", f"Function not found: {arn}")
+
+
+def conflict(message: str) -> AwsError:
+    return AwsError("ResourceConflictException", message)
+
+
+def not_ready(state: str) -> AwsError:
+    return conflict(
+        "The operation cannot be performed at this time. "
+        f"The function is currently in the following state: {state}"
+    )
+
+
+def update_in_progress(arn: str) -> AwsError:
+    return conflict(
+        f"The operation cannot be performed at this time. An update is in progress for resource: {arn}"
+    )
+
+
+def revision_mismatch() -> AwsError:
+    return AwsError(
+        "PreconditionFailedException",
+        "The Revision Id provided does not match the latest Revision Id. "
+        "Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+    )
