@@ -141,9 +141,7 @@ class ServedModel:
 
     def model_server_pids(self) -> set[int]:
         """PIDs of the model-server processes behind the endpoint, from the hosting service."""
-        record = self.server.app.context.services["hosting"]._endpoints[self.endpoint_name]
-        variants = record.deployment.variants.values() if record.deployment else []
-        return {instance.pid for variant in variants for instance in variant.instances if instance.pid}
+        return self.server.app.context.services["hosting"].instance_pids(self.endpoint_name)
 
 
 def serve_model(

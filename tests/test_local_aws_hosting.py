@@ -21,10 +21,10 @@ from served_model import register_model_and_config
 
 from local_aws.protocol.server import LocalAwsServer
 from local_aws.services import only
-from local_aws.services.sagemaker.hosting import fleet
-from local_aws.services.sagemaker.hosting import service as hosting
+from local_aws.services.application_autoscaling import controller
+from local_aws.services.sagemaker.hosting import instance
 
-HOSTING_ONLY = only("hosting", "sagemaker-runtime")
+HOSTING_ONLY = only("hosting", "sagemaker-runtime", "application-autoscaling")
 BUCKET = "models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -222,7 +222,7 @@ def test_container_errors_become_model_errors(sm, runtime, s3):
 
 def test_slow_container_times_out_as_model_error(sm, runtime, s3, monkeypatch):
     endpoint, _ = deploy(sm, s3, "slow")
-    monkeypatch.setattr(fleet, "INVOCATION_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(instance, "INVOCATION_TIMEOUT_SECONDS", 0.5)
     error = error_of(lambda: invoke(runtime, endpoint, {"sleep": 2}))
     assert error.response["Error"]["Code"] == "ModelError"
     assert "Your invocation timed out while waiting for a response from container primary" in str(error)
@@ -481,7 +481,7 @@ def test_shutdown_leaves_no_model_server_behind(tmp_path):
 
 
 def test_application_auto_scaling_targets_are_honoured(tmp_path, monkeypatch):
-    monkeypatch.setattr(hosting, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
+    monkeypatch.setattr(controller, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
     with LocalAwsServer(tmp_path, service_classes=HOSTING_ONLY) as local:
         sm, s3, runtime, aas = (
             client(local, name)

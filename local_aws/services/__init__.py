@@ -12,6 +12,7 @@ SERVICES: dict[str, str] = {
     "tuning": "local_aws.services.sagemaker.tuning.service:TuningService",
     "hosting": "local_aws.services.sagemaker.hosting.service:HostingService",
     "sagemaker-runtime": "local_aws.services.sagemaker_runtime.service:RuntimeService",
+    "application-autoscaling": "local_aws.services.application_autoscaling.controller:AutoscalingController",
     "lambda": "local_aws.services.awslambda.service:LambdaService",
 }
 

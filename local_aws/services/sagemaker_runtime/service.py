@@ -16,7 +16,7 @@ from typing import Any
 from local_aws.protocol.api import operation
 from local_aws.protocol.errors import AwsError
 from local_aws.services.base import Service
-from local_aws.services.sagemaker.hosting.fleet import ModelInstance
+from local_aws.services.sagemaker.hosting.instance import ModelInstance
 from local_aws.services.sagemaker_runtime.api import RUNTIME
 
 TIMEOUT_MESSAGE = (
