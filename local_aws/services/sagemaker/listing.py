@@ -42,3 +42,22 @@ def list_page(
     page = items[start : start + limit]
     more = start + len(page) < len(items)
     return page, ({"NextToken": str(start + len(page))} if more else {})
+
+
+def list_jobs(request: dict[str, Any], jobs: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """List* paging over training or tuning jobs (both have name, status and their times)."""
+    return list_page(
+        request,
+        jobs,
+        name=lambda job: job.name,
+        status=lambda job: job.status,
+        times={
+            "CreationTime": lambda job: job.creation_time,
+            "LastModifiedTime": lambda job: job.last_modified_time,
+        },
+        sort_keys={
+            "Name": lambda job: job.name,
+            "CreationTime": lambda job: job.creation_time,
+            "Status": lambda job: job.status,
+        },
+    )
