@@ -56,6 +56,7 @@ class LogShipper:
         self._client_factory = client_factory
         self._client: Any = None
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=MAX_QUEUED)
+        self._groups: set[str] = set()
         self._streams: set[tuple[str, str]] = set()
         self._dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -142,8 +143,10 @@ class LogShipper:
         if (group, stream) in self._streams:
             return
         exists = client.exceptions.ResourceAlreadyExistsException
-        with contextlib.suppress(exists):
-            client.create_log_group(logGroupName=group)
+        if group not in self._groups:
+            with contextlib.suppress(exists):
+                client.create_log_group(logGroupName=group)
+            self._groups.add(group)
         with contextlib.suppress(exists):
             client.create_log_stream(logGroupName=group, logStreamName=stream)
         self._streams.add((group, stream))

@@ -142,6 +142,7 @@ class LocalAws:
             context.services[name] = service
             if service.api is not None:
                 served = self.apis.setdefault(service.api.name, ServedApi(service.api))
+                assert served.api == service.api, f"{name} declares {service.api.name} differently"
                 overlap = set(served.handlers) & set(service.handlers())
                 assert not overlap, f"{name} serves operations another service serves: {overlap}"
                 served.handlers.update(service.handlers())

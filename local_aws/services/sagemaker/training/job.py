@@ -114,7 +114,8 @@ class TrainingJob:
                 disabled = request["ProfilerConfig"].get("DisableProfiler", False)
                 response["ProfilingStatus"] = "Disabled" if disabled else "Enabled"
             if self.training_start_time and self.training_end_time:
-                seconds = int((self.training_end_time - self.training_start_time).total_seconds())
+                # Whole seconds, at least 1 (the model's minimum: AWS bills a started second).
+                seconds = max(1, int((self.training_end_time - self.training_start_time).total_seconds()))
                 response["TrainingTimeInSeconds"] = seconds
                 response["BillableTimeInSeconds"] = seconds * self.instance_count
             return response
