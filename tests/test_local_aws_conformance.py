@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
+from local_aws.devtools.sandbox import client
 from local_aws.protocol.server import LocalAwsServer
 
 BUCKET = "conformance"
@@ -93,14 +92,8 @@ class World:
         self.server = server
 
     def client(self, service: str, validate: bool = True) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.server.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            config=Config(parameter_validation=validate, retries={"total_max_attempts": 1}, read_timeout=60),
-        )
+        config = {"retries": {"total_max_attempts": 1}, "read_timeout": 60}
+        return client(service, self.server.url, parameter_validation=validate, **config)
 
     @cached_property
     def sm(self) -> Any:

@@ -10,12 +10,11 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from werkzeug.datastructures import MultiDict
 
+from local_aws.devtools.sandbox import client as local_client
 from local_aws.protocol.api import Api, operation, service_model
 from local_aws.protocol.parsing import parse_json_request, parse_rest_request
 from local_aws.protocol.patterns import matches, translate
@@ -60,14 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAwsServer]
 
 
 def client(server: LocalAwsServer, service: str, validate: bool = False) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(parameter_validation=validate, retries={"total_max_attempts": 1}),
-    )
+    return local_client(service, server.url, parameter_validation=validate, retries={"total_max_attempts": 1})
 
 
 def raw(server: LocalAwsServer, service: str, path: str, body: bytes | None = None, **headers: str) -> tuple:

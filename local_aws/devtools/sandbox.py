@@ -105,8 +105,11 @@ def wait_healthy(url: str, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
-def client(service: str, endpoint_url: str) -> Any:
+def client(service: str, endpoint_url: str, **config: Any) -> Any:
+    """A boto3 client for local_aws at ``endpoint_url``; ``config`` goes to botocore's Config
+    (``parameter_validation=False`` sends what botocore would refuse, to test the server's checks)."""
     import boto3
+    from botocore.config import Config
 
     return boto3.client(
         service,
@@ -114,6 +117,7 @@ def client(service: str, endpoint_url: str) -> Any:
         region_name=REGION,
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - local_aws accepts any credentials
+        config=Config(**config),
     )
 
 

@@ -11,16 +11,7 @@ log = logging.getLogger("local_aws.background")
 
 def in_background(name: str, work: Callable[[], object]) -> threading.Thread:
     """Run ``work`` once in a daemon thread called ``name``; returns the started thread."""
-
-    def run() -> None:
-        try:
-            work()
-        except Exception:
-            log.exception("background task %s failed", name)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+    return _daemon(name, lambda: _logged(name, work, "background task %s failed"))
 
 
 def every(interval: float, name: str, work: Callable[[], object], stop: threading.Event) -> threading.Thread:
@@ -29,11 +20,19 @@ def every(interval: float, name: str, work: Callable[[], object], stop: threadin
 
     def loop() -> None:
         while not stop.wait(interval):
-            try:
-                work()
-            except Exception:
-                log.exception("periodic task %s failed; trying again next round", name)
+            _logged(name, work, "periodic task %s failed; trying again next round")
 
-    thread = threading.Thread(target=loop, name=name, daemon=True)
+    return _daemon(name, loop)
+
+
+def _logged(name: str, work: Callable[[], object], message: str) -> None:
+    try:
+        work()
+    except Exception:
+        log.exception(message, name)
+
+
+def _daemon(name: str, target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread

@@ -237,14 +237,18 @@ class WorkerPool:
                     return worker, False
                 worker.kill()
             self._starting += 1
-        try:
-            worker = self._start_worker()
-        finally:
-            with self._lock:
-                self._starting -= 1
+        worker = self._start_counted()
         with self._lock:
             self._busy.add(worker)
         return worker, True
+
+    def _start_counted(self) -> Worker:
+        """Start a worker for which ``_starting`` was counted up (under the lock); count it down."""
+        try:
+            return self._start_worker()
+        finally:
+            with self._lock:
+                self._starting -= 1
 
     def release(self, worker: Worker) -> None:
         """Give a worker back; dead ones, and any of a retired pool, are discarded."""
@@ -264,11 +268,7 @@ class WorkerPool:
                 if self.retired or len(self._idle) + len(self._busy) + self._starting >= count:
                     break
                 self._starting += 1
-            try:
-                worker = self._start_worker()
-            finally:
-                with self._lock:
-                    self._starting -= 1
+            worker = self._start_counted()
             with self._lock:
                 if self.retired:
                     worker.kill()
