@@ -10,6 +10,7 @@ import os
 import threading
 from typing import Any
 
+from local_aws.infra.background import in_background
 from local_aws.protocol.api import operation
 from local_aws.protocol.errors import AwsError, validation_error
 from local_aws.services.base import Context, Service
@@ -88,9 +89,7 @@ class TrainingService(Service):
             self.jobs[name] = job
         job.rule_statuses = debugger_rules.initial_statuses(request, job.arn)
         self.context.tags.add(job.arn, request.get("Tags"))
-        thread = threading.Thread(target=JobRunner(self, job).run, name=f"training-{name}", daemon=True)
-        self._threads[name] = thread
-        thread.start()
+        self._threads[name] = in_background(f"training-{name}", JobRunner(self, job).run)
         return job
 
     def job(self, name: str) -> TrainingJob:

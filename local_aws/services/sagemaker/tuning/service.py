@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from local_aws.infra.background import in_background
 from local_aws.protocol.api import operation
 from local_aws.protocol.errors import AwsError, validation_error
 from local_aws.services.base import Context, Service
@@ -58,9 +59,7 @@ class TuningService(Service):
                 raise AwsError("ResourceInUse", f"Hyperparameter tuning job {name!r} already exists.")
             self.jobs[name] = tuning
         self.context.tags.add(tuning.arn, request.get("Tags"))
-        thread = threading.Thread(target=TuningRunner(self, tuning).run, name=f"tuning-{name}", daemon=True)
-        self._threads[name] = thread
-        thread.start()
+        self._threads[name] = in_background(f"tuning-{name}", TuningRunner(self, tuning).run)
         return {"HyperParameterTuningJobArn": tuning.arn}
 
     def job(self, name: str) -> TuningJob:
