@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import sys
 import threading
@@ -146,6 +148,19 @@ def test_start_again_restarts_and_stop_all_ends_every_group() -> None:
     stop_all([group, other], grace=5)
     assert not group.running and not other.running
     assert group.returncode == other.returncode == -15  # SIGTERM was enough
+
+
+def test_a_group_is_swept_once_when_its_leader_exits_and_never_signalled_again(monkeypatch) -> None:
+    """PIDs wrap around fast on a busy machine: a stale group number may lead someone else's group."""
+    group = python("import sys; sys.exit(0)").start()
+    assert group.wait(30) == 0
+    signalled: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, signum: signalled.append((pid, signum)))
+    group.send_signal(signal.SIGTERM)
+    group.kill()
+    group.stop(grace=1)
+    assert group.returncode == 0 and not group.running
+    assert signalled == []  # the sweep happened when wait() first saw the exit, before the patch
 
 
 def test_output_to_a_file(tmp_path: Path) -> None:

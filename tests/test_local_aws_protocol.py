@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 
 from local_aws.devtools.sandbox import client as local_client
 from local_aws.protocol.api import Api, operation, service_model
+from local_aws.protocol.errors import AwsError, error_response
 from local_aws.protocol.parsing import parse_json_request, parse_rest_request
 from local_aws.protocol.patterns import matches, translate
 from local_aws.protocol.routing import RestRouter
@@ -318,3 +319,36 @@ def test_rest_requests_become_one_dict_shaped_like_the_input() -> None:
         untag, {"Resource": "r"}, MultiDict([("tagKeys", "a"), ("tagKeys", "b")]), {}, b""
     )
     assert params == {"Resource": "r", "TagKeys": ["a", "b"]}
+
+
+# -- error shapes --------------------------------------------------------------------------------------
+def test_error_statuses_and_members_come_from_the_models_error_shapes() -> None:
+    throttle = AwsError(
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+        fields={"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "retryAfterSeconds": "1"},
+    )
+    response = error_response(service_model("lambda"), throttle)
+    assert (response.status_code, response.headers["x-amzn-ErrorType"]) == (429, "TooManyRequestsException")
+    assert response.headers["Retry-After"] == "1"  # a header-bound member of the error shape
+    assert json.loads(response.get_data()) == {
+        "message": "Rate Exceeded.",
+        "Type": "User",
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+    }
+    missing = json.loads(
+        error_response(service_model("lambda"), AwsError("ResourceNotFoundException", "m")).data
+    )
+    assert missing == {"Message": "m", "Type": "User"}  # this shape spells it Message
+    model_error = error_response(
+        service_model("sagemaker-runtime"), AwsError("ModelError", "m", fields={"OriginalStatusCode": 400})
+    )
+    assert model_error.status_code == 424 and json.loads(model_error.data) == {
+        "Message": "m",
+        "OriginalStatusCode": 400,
+    }
+    sagemaker = error_response(service_model("sagemaker"), AwsError("ResourceInUse", "taken"))
+    assert (sagemaker.status_code, json.loads(sagemaker.data)) == (
+        400,
+        {"__type": "ResourceInUse", "message": "taken"},
+    )

@@ -3,9 +3,12 @@
 Training entry points, model servers, Lambda workers, ``python -m local_aws`` and the Airflow
 components all spawn children (data-loader workers, task processes). Each runs in a new
 session, so one signal to the group reaches all of them and nothing outlives a stop: SIGTERM
-first, SIGKILL for whatever is left after the grace period, and SIGKILL again for stragglers
-once the leader has gone. Output is pumped line by line to a callback in a thread (so a full
-pipe never blocks the child), appended to a file, or discarded. ``start()`` again restarts.
+first, SIGKILL for whatever is left after the grace period. The moment the leader is seen to
+have exited, what it left in its group is killed, once; after that the group is never
+signalled again: its number may by then belong to a new, unrelated group (PIDs wrap around
+quickly on a busy machine, and every process we start leads a group). Output is pumped line
+by line to a callback in a thread (so a full pipe never blocks the child), appended to a
+file, or discarded. ``start()`` again restarts.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class ProcessGroup:
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._pumps: list[threading.Thread] = []
+        self._gone = True  # the leader was reaped and its group swept: never signal it again
+        self._lock = threading.Lock()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -62,20 +67,30 @@ class ProcessGroup:
 
     @property
     def returncode(self) -> int | None:
-        return self._process.poll() if self._process is not None else None
+        return self._exited(self._process.poll()) if self._process is not None else None
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self.returncode is None
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code, or None if the leader still runs after ``timeout`` seconds."""
         if self._process is None:
             return None
         try:
-            return self._process.wait(timeout)
+            return self._exited(self._process.wait(timeout))
         except subprocess.TimeoutExpired:
             return None
+
+    def _exited(self, code: int | None) -> int | None:
+        """Called with every exit code read: the first time, kill the leader's leftovers."""
+        if code is not None:
+            with self._lock:
+                sweep, self._gone = not self._gone, True
+            if sweep:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        return code
 
     def exit_status(self) -> str:
         """``exit status 3`` or ``signal: kill``, as Lambda's runtime words it."""
@@ -89,11 +104,9 @@ class ProcessGroup:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> ProcessGroup:
         """Start the command; after an earlier run, its leftovers are killed first (a restart)."""
-        if self.running:
+        if self.running:  # (reading the exit code swept the previous run's leftovers)
             raise RuntimeError(f"{self.name} is already running")
-        if self._process is not None:
-            self.send_signal(signal.SIGKILL)  # children the previous leader left behind
-            self.join_output()
+        self.join_output()
         files: list[IO[bytes]] = []
         stdout = self._target(self.stdout, files)
         stderr = subprocess.STDOUT if self.stderr == MERGED else self._target(self.stderr, files)
@@ -111,6 +124,7 @@ class ProcessGroup:
         finally:
             for file in files:
                 file.close()
+        self._gone = False
         self.starts += 1
         self._pumps = []
         for pipe, sink in ((self._process.stdout, self.stdout), (self._process.stderr, self.stderr)):
@@ -133,14 +147,14 @@ class ProcessGroup:
         return subprocess.PIPE
 
     def send_signal(self, signum: int) -> None:
-        """Signal every process of the group; a group that is gone already is no error."""
-        if self._process is None:
+        """Signal every process of the group, unless it is gone (see the module's docstring)."""
+        if self._process is None or self.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signum)
 
     def stop(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds, then SIGKILL for stragglers."""
+        """SIGTERM, then SIGKILL after ``grace`` seconds (and for stragglers once it exited)."""
         stop_all([self], grace)
 
     def kill(self) -> None:
@@ -166,7 +180,7 @@ def stop_all(groups: Iterable[ProcessGroup], grace: float) -> None:
             log.warning("%s did not stop within %.0f s of SIGTERM; killing it", group.name, grace)
             group.kill()
     for group in groups:
-        group.send_signal(signal.SIGKILL)  # whatever the leader left in its group
+        group.wait(0)  # a leader that had exited unnoticed: its leftovers are swept now
         group.join_output()
 
 

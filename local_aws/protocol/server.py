@@ -75,6 +75,7 @@ class ServedApi:
     def handle(self, operation: Any, labels: dict[str, str], request: Request) -> Response:
         api = self.api
         try:
+            body = _read_body(request, api, operation.name)
             handler = self.handlers.get(operation.name)
             if handler is None:
                 raise AwsError(
@@ -82,7 +83,6 @@ class ServedApi:
                     f"local_aws does not implement {self.model.metadata['serviceId']} {operation.name}",
                     501,
                 )
-            body = _read_body(request, api, operation.name)
             if self.model.protocol == "json":
                 params = parse_json_request(operation, body)
             else:
@@ -102,6 +102,7 @@ class ServedApi:
             return error_response(self.model, AwsError(api.internal_error, message, 500))
 
     def unknown(self, request: Request) -> Response:
+        _drain(request)
         what = request.headers.get("X-Amz-Target") or f"{request.method} {request.path}"
         message = f"{self.model.metadata['serviceId']} has no operation {what}"
         return error_response(self.model, AwsError("UnknownOperationException", message, 400))
@@ -121,10 +122,15 @@ def _read_body(request: Request, api: Api, operation: str) -> bytes:
     declared = request.content_length
     body = request.stream.read(limit + 1) if declared is None or declared <= limit else b""
     if (declared or 0) > limit or len(body) > limit:
-        while request.stream.read(1 << 20):  # an unread body would be taken for the next request
-            pass
+        _drain(request)
         raise api.request_too_large(operation, limit)
     return body
+
+
+def _drain(request: Request) -> None:
+    """Read what is left of the body: unread, it would be taken for the next request on the connection."""
+    while request.stream.read(1 << 20):
+        pass
 
 
 class LocalAws:

@@ -151,9 +151,16 @@ class Invocations:
             if self._environments.stopping.is_set():
                 raise AwsError("ServiceException", "local_aws is shutting down.", 503)
             if function.in_flight >= function.concurrency_limit:
+                reserved = function.reserved_concurrency is not None
                 raise AwsError(
                     "TooManyRequestsException",
                     f"Rate Exceeded. ({function.name} runs at most {function.concurrency_limit} at once)",
+                    # Reason is what AWS's SDKs and retry logic read of a throttle.
+                    fields={
+                        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"
+                        if reserved
+                        else "ConcurrentInvocationLimitExceeded"
+                    },
                 )
             function.in_flight += 1
         try:
