@@ -89,7 +89,7 @@ class AutoscalingController(Service):
                 ServiceNamespace="sagemaker", ResourceId=target["ResourceId"]
             )["ScalingPolicies"]
             key = (load.endpoint_name.lower(), load.variant_name)
-            since = time.monotonic() - self._last_scaled.get(key, 0.0)
+            since = time.monotonic() - self._last_scaled[key] if key in self._last_scaled else math.inf
             desired = desired_capacity(
                 load.desired_count, load.invocations_last_minute, target, policies, since
             )
