@@ -36,19 +36,19 @@ test-fast: setup
 	$(PY) -m pytest -m "not e2e"
 
 demo: setup
-	$(PY) -m local_aws.demo
+	$(PY) -m local_aws.devtools.demo
 
 bench: setup
 	$(PY) -m bench
 
 airflow: setup
-	$(PY) -m local_aws.airflow_stack
+	$(PY) -m local_aws.devtools.airflow_stack
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 env:
-	$(PYTHON) -m local_aws.compose_env .env
+	$(PYTHON) -m local_aws.devtools.compose_env .env
 
 clean:
 	rm -rf .airflow .demo .local_aws .pytest_cache .ruff_cache

@@ -45,10 +45,10 @@ def _missing_prerequisite() -> str | None:
     if not LAMBDA_SOURCE.is_file():
         return f"{LAMBDA_SOURCE.name} does not exist yet"
     try:
-        from local_aws import server  # noqa: F401
+        from local_aws.protocol import server  # noqa: F401
     except ImportError as error:
-        return f"local_aws.server does not import: {error}"
-    from local_aws.server import SERVICE_CLASSES
+        return f"local_aws.protocol.server does not import: {error}"
+    from local_aws.services import SERVICES as SERVICE_CLASSES
 
     for service in ("hosting", "lambda"):
         module = SERVICE_CLASSES.get(service, "").split(":")[0]
@@ -135,7 +135,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
         return result
     import inference
 
-    from local_aws.server import LocalAwsServer
+    from local_aws.protocol.server import LocalAwsServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per hop otherwise
     artifacts = sample_artifacts(config, log)

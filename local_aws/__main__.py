@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,14 +15,12 @@ import boto3
 import pytest
 from botocore.exceptions import WaiterError
 
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
+from local_aws.services import only
 
 BUCKET = "sm-test"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-SAGEMAKER_SERVICES = {
-    "training": "local_aws.training:TrainingService",
-    "tuning": "local_aws.tuning:TuningService",
-}
+SAGEMAKER_SERVICES = only("sagemaker-tags", "training", "tuning")
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"},
     {"Name": "valid:loss", "Regex": r"valid_loss=([0-9.]+)"},

@@ -23,7 +23,7 @@ from serving_contract import SERVING_CODE
 
 from dog_breed.operators.lambda_deploy import HANDLER, RUNTIME, build_zip
 from dog_breed.policies import trust_policy
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_SCRIPTS = REPO / "model_scripts"
@@ -140,9 +140,7 @@ class ServedModel:
 
     def model_server_pids(self) -> set[int]:
         """PIDs of the model-server processes behind the endpoint, from the hosting service."""
-        record = self.server.app.context.services["hosting"]._endpoints[self.endpoint_name]
-        variants = record.deployment.variants.values() if record.deployment else []
-        return {instance.pid for variant in variants for instance in variant.instances if instance.pid}
+        return self.server.app.context.services["hosting"].instance_pids(self.endpoint_name)
 
 
 def serve_model(

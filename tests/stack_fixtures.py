@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from local_aws.airflow_stack import DAG_ID, AirflowStack
-from local_aws.demo import TINY_PROFILE
+from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
+from local_aws.devtools.demo import TINY_PROFILE
 
 STACK_FIXTURE = "airflow_stack"
 RUN_TIMEOUT_S = 900

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from local_aws.compose_env import SECRET_VARIABLES, render, write_env_file
+from local_aws.devtools.compose_env import SECRET_VARIABLES, render, write_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yaml"

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from local_aws import demo
-from local_aws.sandbox import LocalAwsProcess, airflow, client, upload_directory
+from local_aws.devtools import demo
+from local_aws.devtools.sandbox import LocalAwsProcess, airflow, client, upload_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 

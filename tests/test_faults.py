@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import textwrap
 import threading
 import time
@@ -24,7 +23,8 @@ import pytest
 from bad_input_corpus import good_jpeg
 from served_model import FAST_WAIT, REGION, ServedModel, client, create_endpoint_config, serve_model
 
-from local_aws.sandbox import LocalAwsProcess, upload_directory
+from local_aws.devtools.sandbox import LocalAwsProcess, upload_directory
+from local_aws.infra.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -201,12 +201,6 @@ SLOW_TRAINING = textwrap.dedent(
     time.sleep(300)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_slow_training_job(url: str) -> str:

@@ -19,9 +19,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 from served_model import register_model_and_config
 
-from local_aws import hosting
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
+from local_aws.services import only
+from local_aws.services.application_autoscaling import controller
+from local_aws.services.sagemaker.hosting import instance
 
+HOSTING_ONLY = only("hosting", "sagemaker-runtime", "application-autoscaling")
 BUCKET = "models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -78,7 +81,7 @@ def model_archive(label: str) -> bytes:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with LocalAwsServer(
-        tmp_path_factory.mktemp("hosting"), service_classes={"hosting": "local_aws.hosting:HostingService"}
+        tmp_path_factory.mktemp("hosting"), service_classes=HOSTING_ONLY
     ) as running:
         yield running
 
@@ -219,7 +222,7 @@ def test_container_errors_become_model_errors(sm, runtime, s3):
 
 def test_slow_container_times_out_as_model_error(sm, runtime, s3, monkeypatch):
     endpoint, _ = deploy(sm, s3, "slow")
-    monkeypatch.setattr(hosting, "INVOCATION_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(instance, "INVOCATION_TIMEOUT_SECONDS", 0.5)
     error = error_of(lambda: invoke(runtime, endpoint, {"sleep": 2}))
     assert error.response["Error"]["Code"] == "ModelError"
     assert "Your invocation timed out while waiting for a response from container primary" in str(error)
@@ -467,7 +470,7 @@ def test_provider_endpoint_operator_creates_then_updates_in_place(sm, runtime, s
 
 
 def test_shutdown_leaves_no_model_server_behind(tmp_path):
-    with LocalAwsServer(tmp_path, service_classes={"hosting": "local_aws.hosting:HostingService"}) as local:
+    with LocalAwsServer(tmp_path, service_classes=HOSTING_ONLY) as local:
         sm, s3, runtime = (client(local, name) for name in ("sagemaker", "s3", "sagemaker-runtime"))
         s3.create_bucket(Bucket=BUCKET)
         endpoint, _ = deploy(sm, s3, "ephemeral", instances=2)
@@ -478,8 +481,8 @@ def test_shutdown_leaves_no_model_server_behind(tmp_path):
 
 
 def test_application_auto_scaling_targets_are_honoured(tmp_path, monkeypatch):
-    monkeypatch.setattr(hosting, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
-    with LocalAwsServer(tmp_path, service_classes={"hosting": "local_aws.hosting:HostingService"}) as local:
+    monkeypatch.setattr(controller, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
+    with LocalAwsServer(tmp_path, service_classes=HOSTING_ONLY) as local:
         sm, s3, runtime, aas = (
             client(local, name)
             for name in ("sagemaker", "s3", "sagemaker-runtime", "application-autoscaling")

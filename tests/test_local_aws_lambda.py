@@ -20,9 +20,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local_aws.server import LocalAwsServer
+from local_aws.protocol.server import LocalAwsServer
 
-LAMBDA_ONLY = {"lambda": "local_aws.lambda_service:LambdaService"}
+LAMBDA_ONLY = {"lambda": "local_aws.services.awslambda.service:LambdaService"}
 TRUST_LAMBDA = {
     "Version": "2012-10-17",
     "Statement": [

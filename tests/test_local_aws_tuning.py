@@ -299,7 +299,8 @@ def test_stop_tuning_job_stops_its_running_trials(local_aws):
             {"ParameterRanges": {"CategoricalParameterRanges": [{"Name": "epochs", "Values": ["1"]}]}},
             "static",
         ),
-        ({"Strategy": "Sideways"}, "Strategy must be one of"),
+        # The botocore model is the spec: its enum, in AWS's wording.
+        ({"Strategy": "Sideways"}, "Member must satisfy enum value set: [Bayesian, Random, Hyperband, Grid]"),
     ],
 )
 def test_bad_tuning_requests_are_validation_errors(local_aws, change, message):

@@ -1,4 +1,4 @@
-"""local_aws.model_server: the SageMaker inference-container contract, with torch-free handlers."""
+"""local_aws's model server: the SageMaker inference-container contract, with torch-free handlers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from local_aws.model_server import PORT_ANNOUNCEMENT, InferenceHandler, make_app
+from local_aws.services.sagemaker.hosting import model_server
+from local_aws.services.sagemaker.hosting.model_server import PORT_ANNOUNCEMENT, InferenceHandler, make_app
+
+MODEL_SERVER = model_server.__name__
 
 HANDLER = textwrap.dedent(
     """
@@ -198,7 +201,7 @@ def test_concurrent_inferences_are_bounded(tmp_path):
 
 def _start(model_dir: Path) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_aws.model_server", "--model-dir", str(model_dir), "--port", "0"],
+        [sys.executable, "-m", MODEL_SERVER, "--model-dir", str(model_dir), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -211,7 +211,7 @@ def listening_addresses(port: int) -> set[str]:
 
 @pytest.mark.slow
 def test_local_aws_listens_on_loopback_by_default(tmp_path):
-    from local_aws.sandbox import LocalAwsProcess
+    from local_aws.devtools.sandbox import LocalAwsProcess
 
     with LocalAwsProcess(tmp_path / "state") as aws:  # no --host: the default
         port = int(aws.url.rsplit(":", 1)[1])
@@ -234,7 +234,7 @@ def test_local_aws_command_line_defaults_to_loopback():
 
 
 def test_make_airflow_serves_the_ui_on_loopback():
-    from local_aws.airflow_stack import AirflowStack
+    from local_aws.devtools.airflow_stack import AirflowStack
 
     stack = AirflowStack(api_port=18080, aws_port=0, sample_profile=None)
     command = stack._api_server_command()

@@ -16,7 +16,7 @@ import pytest
 from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page
 
 from dog_breed.params import PARAM_SPECS, SECTIONS
-from local_aws.airflow_stack import DAG_ID, AirflowStack
+from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -15,9 +15,9 @@ import pytest
 from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page
 
 from dog_breed.params import PARAM_SPECS
-from local_aws.airflow_stack import DAG_ID, AirflowStack
-from local_aws.demo import TINY_PROFILE
-from local_aws.sandbox import client
+from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
+from local_aws.devtools.demo import TINY_PROFILE
+from local_aws.devtools.sandbox import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -111,7 +111,7 @@ def test_make_airflow_prints_the_pages_address(tmp_path) -> None:
     import airflow_fixtures  # noqa: F401  (AIRFLOW_HOME before Airflow)
     from dog_breed_ui import PAGE_ROUTE
 
-    from local_aws.airflow_stack import AirflowStack
+    from local_aws.devtools.airflow_stack import AirflowStack
 
     banner = AirflowStack(tmp_path, api_port=8080).banner()
     assert f"http://127.0.0.1:8080/plugin/{PAGE_ROUTE}" in banner

@@ -1,0 +1,1 @@
+"""Dev tooling around the stand-in (not part of it): the demo, the Airflow stack, the sandbox, compose env."""

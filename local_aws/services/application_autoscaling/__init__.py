@@ -1,0 +1,1 @@
+"""Application Auto Scaling for SageMaker variants: moto keeps the records, this acts on them."""

@@ -1,0 +1,1 @@
+"""AWS Lambda: functions, versions, aliases, concurrency and tags, and Invoke in real worker processes."""

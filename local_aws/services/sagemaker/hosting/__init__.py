@@ -1,0 +1,1 @@
+"""SageMaker hosting: models, endpoint configs, endpoints, and the model servers behind them."""

@@ -1,0 +1,1 @@
+"""SageMaker training jobs: the toolkit contract, the job runner, Debugger rule statuses."""

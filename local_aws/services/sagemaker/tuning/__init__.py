@@ -1,0 +1,1 @@
+"""SageMaker hyperparameter tuning: optuna searches, the training service trains the trials."""

@@ -1,0 +1,1 @@
+"""Amazon SageMaker Runtime: InvokeEndpoint, answered by the hosting service's model servers."""
