@@ -121,11 +121,17 @@ class DecodedImages:
     def cached(self) -> bool:
         return self._cache is not None
 
+    def _decode(self, path: Path) -> torch.Tensor:
+        try:
+            return self.decode(path)
+        except Exception as error:  # say which file: a job with 8,000 images must not make you guess
+            raise ValueError(f"{self.name} image {path} cannot be used: {error}") from error
+
     def load(self) -> None:
         """Decode every image into one preallocated tensor, ``threads`` at a time."""
         cache = torch.empty((len(self.paths), *self.item_shape), dtype=self.dtype)
         with ThreadPoolExecutor(self.threads, thread_name_prefix=f"decode-{self.name}") as pool:
-            for index, image in enumerate(pool.map(self.decode, self.paths)):
+            for index, image in enumerate(pool.map(self._decode, self.paths)):
                 cache[index] = image
         self._cache = cache
 
@@ -133,7 +139,7 @@ class DecodedImages:
         if self._cache is not None:
             return self._cache[torch.as_tensor(indices, dtype=torch.long)]
         with ThreadPoolExecutor(min(self.threads, len(indices)) or 1) as pool:
-            return torch.stack(list(pool.map(self.decode, [self.paths[i] for i in indices])))
+            return torch.stack(list(pool.map(self._decode, [self.paths[i] for i in indices])))
 
 
 def memory_budget_bytes(requested_mb: int, processes_per_host: int) -> int:

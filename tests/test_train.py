@@ -172,7 +172,9 @@ def test_metric_lines_match_every_metric_definition(training_run):
 
 
 @pytest.mark.slow  # trains (the session fixture, shared)
-def test_resume_continues_after_the_last_checkpointed_epoch_even_streaming_from_disk(training_run, sample_dataset_dir, tmp_path):
+def test_resume_continues_after_the_last_checkpointed_epoch_even_streaming_from_disk(
+    training_run, sample_dataset_dir, tmp_path
+):
     checkpoint_dir = tmp_path / "checkpoints"
     shutil.copytree(training_run.checkpoint_dir, checkpoint_dir)
     argv = tiny_train_argv(
@@ -267,7 +269,7 @@ def test_evaluation_images_are_what_serving_feeds_the_model(sample_dataset_dir):
     assert training.dtype == torch.uint8 and training.shape == (3, 37, 37)
 
 
-def test_splits_beyond_the_memory_budget_stream_the_same_pixels(sample_dataset_dir, caplog):
+def test_splits_beyond_the_memory_budget_stream_the_same_pixels(sample_dataset_dir, caplog, tmp_path):
     folder = training_data.index_folder(sample_dataset_dir / "train")
     assert folder.classes == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita"]
     assert len(folder) == 96 and folder.labels == sorted(folder.labels)
@@ -287,6 +289,20 @@ def test_splits_beyond_the_memory_budget_stream_the_same_pixels(sample_dataset_d
     assert cached.cached and not streamed.cached
     assert "second: 96 decoded images" in caplog.text and "raise --cache-memory-mb" in caplog.text
     assert torch.equal(cached.batch([5, 0, 95]), streamed.batch([5, 0, 95]))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    garbage = training_data.DecodedImages(
+        "train",
+        [broken],
+        lambda path: training_data.decode_for_training(path, 37),
+        (3, 37, 37),
+        torch.uint8,
+        1,
+    )
+    with pytest.raises(
+        ValueError, match=r"train image .*broken.jpg cannot be used: 400: cannot decode image"
+    ):
+        garbage.load()
     expected = [*folder.classes[:3], "005.Alaskan_malamute"]
     with pytest.raises(ValueError, match=r"missing \['005.Alaskan_malamute'\], extra \['004.Akita'\]"):
         training_data.index_folder(sample_dataset_dir / "valid", expected)
