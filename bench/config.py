@@ -55,7 +55,7 @@ FULL = BenchConfig(
     name="full",
     image_size=224,
     agreement_model=SampleRecipe(
-        "agreement", classes=5, per_class=30, eval_per_class=24, image_side=320, epochs=4,
+        "agreement", classes=5, per_class=30, eval_per_class=24, image_side=320, epochs=2,
         min_test_accuracy=0.8, max_epochs=8,
     ),
     hard_model=SampleRecipe("hard", classes=133, per_class=2, eval_per_class=1, image_side=320, epochs=1),

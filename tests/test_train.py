@@ -354,3 +354,15 @@ def test_checkpoint_keeps_the_best_weights_once_when_the_latest_epoch_is_best(tm
     state.next_epoch = 3
     training_checkpoints.save_checkpoint(path, state, bundle, ["a", "b"])
     assert torch.load(path, weights_only=True)["best_weights"] is not None
+
+
+def test_memory_budget_is_what_was_asked_or_half_the_free_memory_per_process():
+    assert training_data.memory_budget_bytes(300, processes_per_host=1) == 300 * 2**20
+    assert training_data.memory_budget_bytes(0, processes_per_host=4) == 0
+    one, two = (training_data.memory_budget_bytes(-1, processes_per_host=n) for n in (1, 2))
+    available = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    assert 0 < one <= available // 2 + 2**26 and abs(two - one // 2) <= 2**26
