@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -29,6 +30,8 @@ def run_section(name: str, config: BenchConfig, progress: BenchProgress) -> Sect
         result = SectionResult(name, skipped=f"failed: {type(error).__name__}: {error}")
     seconds = time.perf_counter() - began
     result.details["section_seconds"] = round(seconds, 1)
+    # Other work on the machine inflates every figure: keep how busy it was beside them.
+    result.details["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     progress.finish(name, f"{'skipped' if result.skipped else 'done'} in {seconds:.0f} s")
     return result
 

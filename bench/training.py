@@ -63,9 +63,7 @@ def _plain_loader(paths: list[Path], labels: list[int], size: int, batch_size: i
     return DataLoader(Images(), batch_size=batch_size, shuffle=True)
 
 
-def _measure_size(
-    config: BenchConfig, size: int, dataset_dir: Path, peaks: dict[str, float]
-) -> dict[str, Any]:
+def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str, Any]:
     import inference
     import torch
     import training_cluster
@@ -144,6 +142,7 @@ def _measure_size(
             if round_index > 0:  # round 0 warms up: oneDNN picks and caches kernels per shape
                 rates[name].append(seen / (time.perf_counter() - began))
     training_flops = BACKWARD_FACTOR * model_flops(initial.eval(), size)
+    peaks = measured_peaks(config.peak_matrix_side)  # right after, in the same conditions
     peak_of = {"plain fp32": "fp32", "train.py fp32": "fp32", "train.py": ours_precision}
     figures = {}
     for name, samples in rates.items():
@@ -179,10 +178,9 @@ def _peak_text(figure: dict[str, Any]) -> str:
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResult:
     result = SectionResult("training: train.py's loop vs a plain fp32 loop")
     artifacts = sample_artifacts(config, "agreement", log)
-    peaks = measured_peaks(config.peak_matrix_side)
     for size in config.train_sizes:
         log(f"   training steps at {size} px, batch {config.train_batch_size} ...")
-        measured = _measure_size(config, size, artifacts.dataset_dir, peaks)
+        measured = _measure_size(config, size, artifacts.dataset_dir)
         result.details[f"training_{size}px"] = measured
         figures = measured["paths"]
         plain = figures["plain fp32"]
@@ -204,6 +202,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
                     note=f"ours {_peak_text(ours)}; plain {_peak_text(plain)}",
                 )
             )
+    peaks = measured_peaks(config.peak_matrix_side)
     result.notes.append(
         f"{measured['threads']} compute threads; ResNet50 from random init on the {artifacts.recipe.name} "
         f"set's JPEGs ({artifacts.recipe.image_side} px); train.py decodes them once before timing "

@@ -138,8 +138,12 @@ class QuantizationRecipe:
 
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 FLOAT_LAYER_ROLES = ("first_conv", "classifier")
-# Chosen by the bench's quantization trade-off (bench/serving.py): see README "Performance".
-DEFAULT_RECIPE = QuantizationRecipe("MinMax", FLOAT_LAYER_ROLES)
+# Chosen by the bench's recipe comparison (bench/quantization.py) on the 133-class hard case:
+# top-1 agreement with fp32 94.7% all-int8 MinMax, 96.6% with these two layers float, 97.7% with
+# Percentile calibration on top (logit rms 0.053 -> 0.037). Its lowest-SQNR tensors are post-ReLU
+# activations whose MinMax range a few outliers set; Percentile clips those tails. Same kernels,
+# so the same latency; quantizing takes no longer than MinMax.
+DEFAULT_RECIPE = QuantizationRecipe("Percentile", FLOAT_LAYER_ROLES)
 
 
 def prepare_fp32_onnx(model: torch.nn.Module, scratch: str | Path, image_size: int) -> Path:

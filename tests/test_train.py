@@ -323,11 +323,12 @@ def test_training_batches_shard_the_data_between_ranks_and_reshuffle_each_epoch(
     for rank in (0, 1):
         cluster = training_cluster.Cluster(("algo-1", "algo-2"), rank, 1, 0, False)
         batches = training_data.TrainingBatches(images, folder.labels, 10, 32, cluster, seed=0)
-        assert batches.images_per_epoch == 48 and len(batches) == 5
-        epochs = [
-            [label for _, labels in batches.epoch(epoch) for label in labels.tolist()] for epoch in (0, 1)
-        ]
-        assert epochs[0] != epochs[1]
+        # 48 images per rank: four full batches; the last 8 of each shuffle wait for another epoch.
+        assert batches.images_per_epoch == 40 and len(batches) == 4
+        epochs = [[labels.tolist() for _, labels in batches.epoch(epoch)] for epoch in (0, 1)]
+        assert [len(labels) for labels in epochs[0]] == [10] * 4 and epochs[0] != epochs[1]
+        small = training_data.TrainingBatches(images, folder.labels, 64, 32, cluster, seed=0)
+        assert len(small) == 1 and small.images_per_epoch == 48  # a shard below one batch is one batch
         shards.append(batches.sampler)
     orders = []
     for sampler in shards:
