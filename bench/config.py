@@ -36,6 +36,7 @@ class BenchConfig:
     latency_block: int  # requests per path before switching (interleaved so noise hits both)
     model_only_rounds: int  # batch-1 forward passes per runtime
     recipe_latency_rounds: int  # batch-1 forward passes per quantization recipe
+    recipe_calibration_images: int  # calibration set of every recipe compared (train.py uses 128)
     sensitivity_images: int  # images through the per-layer quantization error analysis
     peak_matrix_side: int  # n of the n x n x n matmul that measures peak FLOP/s
     train_sizes: tuple[int, ...]  # training section: image sides (the demo's 64 px, ImageNet's 224)
@@ -63,6 +64,7 @@ FULL = BenchConfig(
     latency_block=20,
     model_only_rounds=30,
     recipe_latency_rounds=12,
+    recipe_calibration_images=32,
     sensitivity_images=4,
     peak_matrix_side=2048,
     train_sizes=(64, 224),
@@ -85,6 +87,7 @@ QUICK = BenchConfig(
     latency_block=3,
     model_only_rounds=3,
     recipe_latency_rounds=2,
+    recipe_calibration_images=4,
     sensitivity_images=2,
     peak_matrix_side=256,
     train_sizes=(32,),
