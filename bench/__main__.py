@@ -1,8 +1,9 @@
-"""`python -m bench [--quick] [--only serving,training,...]`: run, print the table, write results.json."""
+"""`python -m bench [--quick] [--only serving,training,...]`: run with progress, print, write results."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -10,22 +11,28 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.config import FULL, QUICK, REPO_ROOT, BenchConfig
+from bench.progress import BenchProgress
 from bench.report import SectionResult, format_section, write_results
 
 SECTIONS = ("serving", "training", "dag_parse", "lambda_invoke")
 
 
-def run_section(name: str, config: BenchConfig) -> SectionResult:
+def run_section(name: str, config: BenchConfig, progress: BenchProgress) -> SectionResult:
     import importlib
 
-    module = importlib.import_module(f"bench.{name}")
+    progress.start(name)
     began = time.perf_counter()
     try:
-        result = module.run(config, log=lambda line: print(line, flush=True))
+        module = importlib.import_module(f"bench.{name}")
+        result = module.run(config, log=lambda line: progress.step(name, line))
     except Exception as error:  # one broken section must not hide the others' figures
-        traceback.print_exc()
+        progress.print(traceback.format_exc())
         result = SectionResult(name, skipped=f"failed: {type(error).__name__}: {error}")
-    result.details["section_seconds"] = round(time.perf_counter() - began, 1)
+    seconds = time.perf_counter() - began
+    result.details["section_seconds"] = round(seconds, 1)
+    # Other work on the machine inflates every figure: keep how busy it was beside them.
+    result.details["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    progress.finish(name, f"{'skipped' if result.skipped else 'done'} in {seconds:.0f} s")
     return result
 
 
@@ -36,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--output", type=Path, help="results file (default bench/results.json)")
-    parser.add_argument("--cache-dir", type=Path, help="where the sample model is kept between runs")
+    parser.add_argument("--cache-dir", type=Path, help="where the sample models are kept between runs")
     args = parser.parse_args(argv)
+    # The bench imports the container code (model_scripts) and the plugin package as the runtimes do.
     for path in (REPO_ROOT / "model_scripts", REPO_ROOT / "plugins", REPO_ROOT):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
@@ -57,15 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{' '.join(cpu['flags'])}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}",
         flush=True,
     )
+    progress = BenchProgress(chosen)
     results = []
-    for name in chosen:
-        print(f"-- {name} ...", flush=True)
-        result = run_section(name, config)
-        results.append(result)
-        print(format_section(result), flush=True)
-    write_results(config.results_path, machine, asdict(config), results)
+    with progress.running():
+        for name in chosen:
+            result = run_section(name, config, progress)
+            results.append(result)
+            progress.print(format_section(result))
+    wall = progress.elapsed()
+    write_results(config.results_path, machine, asdict(config), results, wall_seconds=wall)
     print(f"\nwritten to {config.results_path}")
     print("\n".join(format_section(result) for result in results))
+    print(f"\nbench wall time {wall:.0f} s ({wall / 60:.1f} min)")
     return 0
 
 

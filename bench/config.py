@@ -11,18 +11,35 @@ RESULTS_PATH = REPO_ROOT / "bench" / "results.json"
 
 
 @dataclass(frozen=True)
+class SampleRecipe:
+    """A synthetic dataset (model_scripts/sample_data.py) and how long train.py trains on it."""
+
+    name: str
+    classes: int  # the model's head size (133 = the real dogImages)
+    per_class: int  # training images per class
+    eval_per_class: int  # valid and test images per class (the agreement set draws on both)
+    image_side: int  # JPEG side the endpoint receives (decoded and resized by both paths)
+    epochs: int
+    min_test_accuracy: float = 0.0  # train on (resuming, 2 epochs at a time) until reached...
+    max_epochs: int = 0  # ...or this many epochs
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     name: str
     image_size: int  # model input side; the handler section's 224 px figure
-    sample_classes: int  # the sample model's head size (133 = the real dogImages)
-    sample_per_class: int  # training images per class
-    sample_eval_per_class: int  # valid and test images per class (the agreement set draws on both)
-    sample_image_side: int  # JPEG side the endpoint receives (decoded and resized by both paths)
-    sample_epochs: int
+    # The served model the agreement target is judged on: trained until it is right most of the time.
+    agreement_model: SampleRecipe
+    # The hard case: 133 classes barely trained, so top-1/top-2 margins are tiny and int8 flips show.
+    hard_model: SampleRecipe
     agreement_images: int  # images through both handlers (latency samples and top-1 agreement)
     latency_block: int  # requests per path before switching (interleaved so noise hits both)
     model_only_rounds: int  # batch-1 forward passes per runtime
+    recipe_latency_rounds: int  # batch-1 forward passes per quantization recipe
+    recipe_calibration_images: int  # calibration set of every recipe compared (train.py uses 128)
+    sensitivity_images: int  # images through the per-layer quantization error analysis
     peak_matrix_side: int  # n of the n x n x n matmul that measures peak FLOP/s
+    train_sizes: tuple[int, ...]  # training section: image sides (the demo's 64 px, ImageNet's 224)
     train_batch_size: int
     train_steps: int  # timed optimizer steps per path per round
     train_rounds: int  # alternating rounds (the first is untimed warm-up)
@@ -38,37 +55,45 @@ class BenchConfig:
 FULL = BenchConfig(
     name="full",
     image_size=224,
-    sample_classes=133,
-    sample_per_class=3,
-    sample_eval_per_class=1,
-    sample_image_side=400,
-    sample_epochs=2,
+    agreement_model=SampleRecipe(
+        "agreement", classes=5, per_class=30, eval_per_class=24, image_side=320, epochs=2,
+        min_test_accuracy=0.8, max_epochs=8,
+    ),
+    hard_model=SampleRecipe("hard", classes=133, per_class=2, eval_per_class=1, image_side=320, epochs=1),
     agreement_images=240,
     latency_block=20,
     model_only_rounds=30,
+    recipe_latency_rounds=12,
+    recipe_calibration_images=32,
+    sensitivity_images=4,
     peak_matrix_side=2048,
+    train_sizes=(64, 224),
     train_batch_size=16,
-    train_steps=3,
+    train_steps=2,
     train_rounds=3,
-    dag_parse_repeats=7,
+    dag_parse_repeats=5,
     lambda_invocations=30,
-)
+)  # fmt: skip
 
 QUICK = BenchConfig(
     name="quick",
     image_size=64,
-    sample_classes=3,
-    sample_per_class=3,
-    sample_eval_per_class=2,
-    sample_image_side=96,
-    sample_epochs=1,
+    agreement_model=SampleRecipe(
+        "agreement", classes=3, per_class=4, eval_per_class=2, image_side=96, epochs=1,
+        min_test_accuracy=0.0, max_epochs=1,
+    ),
+    hard_model=SampleRecipe("hard", classes=4, per_class=2, eval_per_class=1, image_side=96, epochs=1),
     agreement_images=6,
     latency_block=3,
     model_only_rounds=3,
+    recipe_latency_rounds=2,
+    recipe_calibration_images=4,
+    sensitivity_images=2,
     peak_matrix_side=256,
+    train_sizes=(32,),
     train_batch_size=4,
     train_steps=1,
     train_rounds=2,
     dag_parse_repeats=2,
     lambda_invocations=2,
-)
+)  # fmt: skip

@@ -138,7 +138,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
     from local_aws.protocol.server import LocalAwsServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per hop otherwise
-    artifacts = sample_artifacts(config, log)
+    artifacts = sample_artifacts(config, "agreement", log)
     images = [path.read_bytes() for path in artifacts.evaluation_images()[: config.lambda_invocations]]
     model = inference.model_fn(str(artifacts.model_dir))
 

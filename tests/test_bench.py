@@ -90,9 +90,37 @@ def test_quick_bench_writes_every_section(tmp_path: Path, capsys) -> None:
             assert figure["ours"] > 0 and figure["baseline"] > 0 and math.isfinite(figure["speedup"])
     serving = next(s for name, s in sections.items() if name.startswith("serving"))
     assert not serving["skipped"], "the serving section has everything it needs in the tree"
-    assert {check["name"].split(" (")[0] for check in serving["checks"]} == {"top-1 agreement stock vs int8"}
+    checks = {check["name"].split(" (")[0] for check in serving["checks"]}
+    assert checks == {"top-1 agreement stock vs int8", "model-only, fastest runtime"}
     assert serving["details"]["handler"]["images"] >= 1
+    assert serving["details"]["hard_case"]["images"] >= 1
+    recipes = serving["details"]["int8_recipes"]
+    assert {row["recipe"].split(",")[0] for row in recipes} == {"MinMax", "Entropy", "Percentile"}
+    assert sum(row["default"] for row in recipes) == 1
+    assert serving["details"]["int8_sensitivity"]["lowest_activation_sqnr_db"]
     training = next(s for name, s in sections.items() if name.startswith("training"))
     assert not training["skipped"]
+    figures = training["details"]["training_32px"]["paths"]
+    assert {"plain fp32", "train.py"} <= set(figures)
+    assert all(figure["fraction_of_peak"] > 0 for figure in figures.values())
+    assert results["wall_seconds"] > 0
     printed = capsys.readouterr().out
     assert "handler throughput" in printed and f"written to {results_path}" in printed
+    assert "[" in printed and "s] -- training ..." in printed, "plain progress lines when not a terminal"
+
+
+def test_progress_is_plain_lines_with_elapsed_time_when_not_a_terminal(capsys) -> None:
+    from bench.progress import BenchProgress
+
+    progress = BenchProgress(["serving"], live=False)
+    with progress.running():
+        progress.start("serving")
+        progress.step("serving", "   handlers ...")
+        progress.finish("serving", "done in 1 s")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "-- serving ...",
+        "   handlers ...",
+        "-- serving: done in 1 s",
+    ]
+    assert all(line.startswith("[") and " s] " in line for line in lines)

@@ -63,6 +63,7 @@ def test_tuning_uses_the_shared_metric_definitions_and_sdk_style_hyperparameters
     assert json.loads(static["sagemaker_program"]) == "train.py"
     assert json.loads(static["sagemaker_submit_directory"]) == SUBMIT
     assert json.loads(static["epochs"]) == 2
+    assert json.loads(static["export-onnx"]) is False  # a trial's model is never served
     assert all(isinstance(v, str) for v in static.values())
     ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
     assert {r["Name"] for r in ranges["ContinuousParameterRanges"]} == {"lr", "weight-decay"}
@@ -77,7 +78,7 @@ def test_training_request_is_valid_with_debugger_profiler_and_checkpoints(tensor
     settings = PipelineSettings.from_params(
         {"debugger_tensor_rules": tensor_rules, "training_instance_count": instances}
     )
-    static = specs.static_hyperparameters(settings, SUBMIT, settings.epochs)
+    static = specs.static_hyperparameters(settings, SUBMIT, settings.epochs, serving_export=True)
     hyperparameters = specs.training_hyperparameters(
         static, {"lr": "0.001", "batch-size": "32"}, settings.epochs
     )
@@ -92,6 +93,7 @@ def test_training_request_is_valid_with_debugger_profiler_and_checkpoints(tensor
     assert_valid("sagemaker", "CreateTrainingJob", request)
     assert request["ResourceConfig"]["InstanceCount"] == instances
     assert request["HyperParameters"]["lr"] == "0.001"
+    assert json.loads(request["HyperParameters"]["export-onnx"]) is True  # the served model gets int8
     assert request["CheckpointConfig"]["S3Uri"].endswith("/checkpoints/dog-breed-pipeline-train-1234abcd/")
     assert [r["RuleConfigurationName"] for r in request["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
     if tensor_rules:

@@ -66,13 +66,18 @@ def framework_hyperparameters(submit_dir: str, region: str) -> dict[str, Any]:
     }
 
 
-def static_hyperparameters(settings: PipelineSettings, submit_dir: str, epochs: int) -> dict[str, str]:
-    """Hyperparameters shared by tuning trials and the final job (train.py's CLI flags)."""
+def static_hyperparameters(
+    settings: PipelineSettings, submit_dir: str, epochs: int, *, serving_export: bool
+) -> dict[str, str]:
+    """Hyperparameters shared by tuning trials and the final job (train.py's CLI flags).
+
+    Only the final job's model is served, so only it pays for the int8 ONNX export."""
     return encode_hyperparameters(
         {
             "epochs": epochs,
             "image-size": settings.image_size,
             "pretrained": settings.pretrained,
+            "export-onnx": serving_export,
             **framework_hyperparameters(submit_dir, settings.region),
         }
     )
@@ -199,7 +204,9 @@ def tuning_job_request(
         "HyperParameterTuningJobName": tuning_job_name,
         "HyperParameterTuningJobConfig": job_config,
         "TrainingJobDefinition": {
-            "StaticHyperParameters": static_hyperparameters(settings, submit_dir, settings.tuning_epochs),
+            "StaticHyperParameters": static_hyperparameters(
+                settings, submit_dir, settings.tuning_epochs, serving_export=False
+            ),
             "AlgorithmSpecification": _algorithm(training_image_uri, time_series=False),
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": input_data_config(settings.dataset_s3_uri),

@@ -121,7 +121,7 @@ def best_training_config(
         best.get("TrainingJobName"),
         best.get("FinalHyperParameterTuningJobObjectiveMetric"),
     )
-    static = specs.static_hyperparameters(settings, submit_dir, settings.epochs)
+    static = specs.static_hyperparameters(settings, submit_dir, settings.epochs, serving_export=True)
     hyperparameters = specs.training_hyperparameters(static, best["TunedHyperParameters"], settings.epochs)
     return specs.training_job_request(
         settings,
