@@ -1,4 +1,4 @@
-"""Tune, train, gate, deploy, autoscale, front with Lambda and smoke-test a dog-breed classifier.
+"""Tune, train, register and approve, deploy, autoscale, front with Lambda, smoke-test a dog-breed classifier.
 
 Wiring only: the logic lives in the ``dog_breed`` plugin package. Every AWS call goes
 through the ``aws_default`` connection; pointing its ``endpoint_url`` extra at
@@ -14,13 +14,15 @@ import pendulum
 from airflow.configuration import conf
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from dog_breed import tasks
+from dog_breed import registry, tasks
+from dog_breed.operators.approval import ModelVersionApprovalOperator
 from dog_breed.operators.autoscaling import SageMakerEndpointAutoscalingOperator
 from dog_breed.operators.lambda_deploy import LambdaDeployFunctionOperator
 from dog_breed.operators.sagemaker_rerun import (
     IdempotentSageMakerEndpointConfigOperator,
     IdempotentSageMakerEndpointOperator,
     IdempotentSageMakerModelOperator,
+    IdempotentSageMakerRegisterModelVersionOperator,
     ResumableSageMakerTrainingOperator,
     ResumableSageMakerTuningOperator,
 )
@@ -81,9 +83,25 @@ def dog_breed_pipeline():
         max_ingestion_time=TRAINING_WAIT_S,
         **aws,
     )
-    decision = task(tasks.quality_gate, task_id="quality_gate")(train.output)
+    package = task(tasks.model_package_request, task_id="model_package_request", multiple_outputs=True)(
+        train.output, tune.output, configs["images"]
+    )
+    register = IdempotentSageMakerRegisterModelVersionOperator(
+        task_id="register_model",
+        package_group_name="{{ params.model_package_group }}",
+        package_group_desc=registry.GROUP_DESCRIPTION,
+        image_uri=package["image_uri"],
+        model_url=package["model_url"],
+        package_desc=package["description"],
+        extras=package["extras"],
+        **aws,
+    )
+    decision = task(tasks.quality_gate, task_id="quality_gate")(train.output, register.output)
+    review = ModelVersionApprovalOperator(
+        task_id="review", gate=decision, approval_timeout_hours="{{ params.approval_timeout_hours }}", **aws
+    )
     requests = task(tasks.deploy_configs, task_id="deploy_configs", multiple_outputs=True)(
-        train.output, configs["images"], decision
+        train.output, review.output
     )
     model = IdempotentSageMakerModelOperator(task_id="create_model", config=requests["model"], **aws)
     endpoint_config = IdempotentSageMakerEndpointConfigOperator(

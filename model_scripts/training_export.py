@@ -14,6 +14,8 @@ import numpy as np
 import serving_contract
 import torch
 from torch import nn
+from training_loop import Evaluation
+from training_telemetry import EVALUATION_FILE, evaluation_record
 
 logger = logging.getLogger("train")
 
@@ -84,3 +86,13 @@ def write_summary(args: argparse.Namespace, final: dict[str, float]) -> None:
         )
     except OSError as error:
         logger.warning("could not write the training summary to %s: %s", args.output_data_dir, error)
+
+
+def write_evaluation(output_data_dir: Path, classes: Sequence[str], test: Evaluation) -> None:
+    """``evaluation.json`` of the test set in SM_OUTPUT_DATA_DIR (see ``training_telemetry``)."""
+    record = evaluation_record("test", test.loss, classes, test.correct_per_class, test.total_per_class)
+    try:
+        output_data_dir.mkdir(parents=True, exist_ok=True)
+        (output_data_dir / EVALUATION_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    except OSError as error:
+        logger.warning("could not write the evaluation to %s: %s", output_data_dir, error)

@@ -19,7 +19,7 @@ from training_checkpoints import (
 )
 from training_cluster import Cluster, broadcast_buffers, set_compute_threads
 from training_data import load_job_data
-from training_export import export_onnx, save_model_dir, write_summary
+from training_export import export_onnx, save_model_dir, write_evaluation, write_summary
 from training_loop import debugger_hook, evaluate, set_hook_mode, train_one_epoch
 from training_model import (
     build_model,
@@ -122,7 +122,8 @@ def run(args: argparse.Namespace, cluster: Cluster, timer: PhaseTimer) -> JobOut
         set_hook_mode(hook, training=False)
         with timer.phase("evaluate"):
             # The unwrapped model: DDP's forward would sync buffers, and ranks' eval shards differ in size.
-            valid_loss, valid_accuracy = evaluate(model, data.valid, precision, cluster)
+            valid = evaluate(model, data.valid, precision, cluster, len(data.classes))
+        valid_loss, valid_accuracy = valid.loss, valid.accuracy
         state.next_epoch = epoch + 1
         if valid_accuracy > state.best_accuracy:
             state.best_accuracy, state.best_epoch = valid_accuracy, epoch
@@ -155,9 +156,11 @@ def run(args: argparse.Namespace, cluster: Cluster, timer: PhaseTimer) -> JobOut
         model.load_state_dict(state.best_weights)
         logger.info("restored the best weights (epoch %d)", state.best_epoch + 1)
     final = {"best_valid_accuracy": max(state.best_accuracy, 0.0)}
+    test = None
     if data.test is not None:
         with timer.phase("evaluate"):
-            final["test_loss"], final["test_accuracy"] = evaluate(model, data.test, precision, cluster)
+            test = evaluate(model, data.test, precision, cluster, len(data.classes))
+        final["test_loss"], final["test_accuracy"] = test.loss, test.accuracy
     else:
         logger.warning("no test channel at %s: skipping test metrics", args.test)
     if cluster.is_main:
@@ -166,6 +169,8 @@ def run(args: argparse.Namespace, cluster: Cluster, timer: PhaseTimer) -> JobOut
         with timer.phase("save"):
             save_model_dir(args.model_dir, cpu_state_dict(model), data.classes, args.image_size)
             write_summary(args, final)
+            if test is not None:
+                write_evaluation(args.output_data_dir, data.classes, test)
         if args.export_onnx:
             with timer.phase("export"):
                 export_onnx(model, data.train_folder.paths, args.model_dir, args.image_size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,21 +63,41 @@ def train_one_epoch(
     return total_loss / max(total_seen, 1.0), seen
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over a set: mean loss, accuracy, and per class (by label index) how many
+    images there were and how many the model got right."""
+
+    loss: float
+    accuracy: float
+    correct_per_class: list[int]
+    total_per_class: list[int]
+
+
 def evaluate(
-    model: nn.Module, batches: Batches, precision: Precision, cluster: Cluster
-) -> tuple[float, float]:
-    """(loss, accuracy) over the whole set, summed across ranks. Plain cross entropy, no smoothing."""
+    model: nn.Module, batches: Batches, precision: Precision, cluster: Cluster, num_classes: int
+) -> Evaluation:
+    """The whole set, summed across ranks. Plain cross entropy, no smoothing."""
     model.eval()
-    loss_sum, correct, count = 0.0, 0.0, 0.0
+    loss_sum = 0.0
+    correct = torch.zeros(num_classes, dtype=torch.float64)
+    total = torch.zeros(num_classes, dtype=torch.float64)
     with torch.inference_mode():
         for images, labels in batches:
             with precision.autocast():
                 logits = model(images)
             loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == labels).sum().item()
-            count += len(labels)
-    loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], cluster)
-    return loss_sum / max(count, 1.0), correct / max(count, 1.0)
+            hits = labels[logits.argmax(dim=1) == labels]
+            correct += torch.bincount(hits.cpu(), minlength=num_classes).double()
+            total += torch.bincount(labels.cpu(), minlength=num_classes).double()
+    summed = all_reduce_sum([loss_sum, *correct.tolist(), *total.tolist()], cluster)
+    loss_sum, correct_per_class, total_per_class = (
+        summed[0],
+        [round(v) for v in summed[1 : 1 + num_classes]],
+        [round(v) for v in summed[1 + num_classes :]],
+    )
+    count = max(sum(total_per_class), 1)
+    return Evaluation(loss_sum / count, sum(correct_per_class) / count, correct_per_class, total_per_class)
 
 
 def debugger_hook(model: nn.Module, criterion: nn.Module) -> Any:

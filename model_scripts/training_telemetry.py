@@ -1,4 +1,5 @@
-"""What a training job prints for others to read: ``[metrics]`` lines and ``[timing]`` lines.
+"""What a training job leaves for others to read: ``[metrics]`` lines, ``[timing]`` lines and
+``evaluation.json``.
 
 ``[metrics] key=value ...`` lines are scraped by SageMaker with the regexes in
 ``plugins/dog_breed/metrics.py`` (this module runs alone in a container, so it
@@ -8,20 +9,27 @@ repeats the key names; a test runs train.py and checks every regex matches).
 line per phase, printed when the job ends. This module is the one definition
 of that format: ``train.py`` writes it, and the job runner (which adds the
 ``download`` and ``upload`` phases it measures itself) and the demo summary
-read it with ``parse_timings``. Standard library only, so anything with
-``model_scripts/`` on its path can import it without torch.
+read it with ``parse_timings``.
+
+``evaluation.json`` (``EVALUATION_FILE``, in ``SM_OUTPUT_DATA_DIR``, so SageMaker puts it in
+``output.tar.gz`` beside ``model.tar.gz``) is the final job's test set per class: images and
+correct answers (``evaluation_record``). The pipeline turns it into the model registry's
+per-breed accuracy report. Standard library only, so anything with ``model_scripts/`` on its
+path (the Airflow plugin too, ``dog_breed.packaging.model_script``) can import it without torch.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 TIMING_LINE_PREFIX = "[timing]"
 # In the order a job goes through them; download and upload are the runner's (channels in, model out).
 JOB_PHASES = ("download", "start", "data", "train", "evaluate", "checkpoint", "save", "export", "upload")
+EVALUATION_FILE = "evaluation.json"
 TIMING_LINE = re.compile(r"^\[timing\] phase=(?P<phase>[a-z_]+) seconds=(?P<seconds>[0-9]+\.[0-9]+)$")
 
 
@@ -35,6 +43,26 @@ def format_metrics(**values: float | int) -> str:
 
 def print_metrics(**values: float | int) -> None:
     print(format_metrics(**values), flush=True)
+
+
+def evaluation_record(
+    split: str, loss: float, classes: Sequence[str], correct: Sequence[int], total: Sequence[int]
+) -> dict[str, Any]:
+    """What ``EVALUATION_FILE`` holds: the split's loss and accuracy, and per class its images
+    and how many the model got right."""
+    if not len(classes) == len(correct) == len(total):
+        raise ValueError(f"{len(classes)} classes but {len(correct)} correct and {len(total)} total counts")
+    images = sum(total)
+    return {
+        "split": split,
+        "loss": loss,
+        "accuracy": sum(correct) / images if images else 0.0,
+        "images": images,
+        "per_class": [
+            {"class": name, "correct": int(hits), "total": int(count)}
+            for name, hits, count in zip(classes, correct, total, strict=True)
+        ],
+    }
 
 
 def format_timing(phase: str, seconds: float) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,10 @@ from local_aws.devtools.demo import TINY_PROFILE
 STACK_FIXTURE = "airflow_stack"
 RUN_TIMEOUT_S = 900
 FINISHED = {"success", "failed"}
+# A run a person approves: it parks in the review task (Airflow HITL) until answered.
+MANUAL_PROFILE = {**TINY_PROFILE, "approval": "manual"}
+REVIEW_TASK = "review"
+AWAITING_INPUT = "awaiting_input"
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -116,6 +121,54 @@ def wait_for_run(stack: AirflowStack, api: httpx.Client, run_id: str, timeout: f
             return state
         time.sleep(5)
     pytest.fail(f"run {run_id} still {state} after {timeout:.0f} s; tasks: {task_states(api, run_id)}")
+
+
+def review_path(run_id: str) -> str:
+    """The review task's Human-in-the-loop detail (GET it, PATCH the answer), under /api/v2."""
+    quoted = urllib.parse.quote(run_id, safe="")
+    return f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/{REVIEW_TASK}/-1/hitlDetails"
+
+
+def wait_for_review(
+    stack: AirflowStack, api: httpx.Client, run_id: str, timeout: float = RUN_TIMEOUT_S
+) -> dict[str, Any]:
+    """The run's review once it awaits input (its HITL detail); fails if the run ends first."""
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        state = task_states(api, run_id).get(REVIEW_TASK) or "not scheduled"
+        if state == AWAITING_INPUT:
+            response = api.get(review_path(run_id))
+            response.raise_for_status()
+            return response.json()
+        run_state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+        if run_state in FINISHED:
+            pytest.fail(f"run {run_id} ended {run_state} before its review: {task_states(api, run_id)}")
+        time.sleep(5)
+    pytest.fail(f"run {run_id}'s review still {state} after {timeout:.0f} s: {task_states(api, run_id)}")
+
+
+def xcom(api: httpx.Client, run_id: str, task_id: str) -> Any:
+    quoted = urllib.parse.quote(run_id, safe="")
+    response = api.get(
+        f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value",
+        params={"deserialize": True},
+    )
+    response.raise_for_status()
+    return response.json()["value"]
+
+
+def log_in(page: Any, stack: AirflowStack) -> None:
+    """Through the UI's login form, as a person does."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.api_url}/")
+    page.wait_for_url("**/auth/login**")  # the UI sends a stranger to the login form
+    page.fill("input[name=username]", stack.login)
+    page.fill("input[type=password]", stack.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Welcome")).to_be_visible()
 
 
 @contextlib.contextmanager

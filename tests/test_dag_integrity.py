@@ -24,7 +24,10 @@ ORDER = [
     "tune",
     "best_hyperparameters",
     "train",
+    "model_package_request",
+    "register_model",
     "quality_gate",
+    "review",
     "deploy_configs",
     "create_model",
     "create_endpoint_config",
@@ -89,12 +92,17 @@ def test_params_defaults_validate_and_bad_values_are_rejected(dag):
     assert resolved["autoscaling_target_invocations"] == 10
     assert (resolved["scale_out_cooldown_s"], resolved["scale_in_cooldown_s"]) == (30, 120)
     assert resolved["lambda_provisioned_concurrency"] == 2
+    assert (resolved["approval"], resolved["approval_timeout_hours"]) == ("auto", 24.0)
+    assert resolved["model_package_group"] == "dog-breed-classifier"
     for name, bad in [
         ("tuning_strategy", "Genetic"),
         ("training_instance_count", 0),
         ("dataset_s3_uri", "/local/path"),
         ("endpoint_name", "bad_name!"),
         ("accuracy_threshold", 1.5),
+        ("approval", "whoever"),
+        ("approval_timeout_hours", 0),
+        ("model_package_group", "bad_group!"),
     ]:
         param = copy.deepcopy(dag.params.get_param(name))
         with pytest.raises(ParamValidationError):
@@ -158,7 +166,8 @@ def test_operators_get_params_as_their_declared_types(dag):
     assert rendered[("autoscale", "min_capacity")] == 1
     assert rendered[("deploy_lambda", "provisioned_concurrency")] == 2
     assert rendered[("smoke_test", "image_count")] == 5
-    assert len(rendered) >= 12
+    assert rendered[("review", "approval_timeout_hours")] == 24.0
+    assert len(rendered) >= 14
 
 
 def test_sagemaker_operators_wait_long_enough_for_real_jobs(dag):
@@ -175,6 +184,12 @@ def test_custom_operators_template_the_run_settings(dag):
         dag.task_dict["deploy_lambda"].template_fields
     )
     assert "rollback_endpoint_config" in dag.task_dict["smoke_test"].template_fields
+    assert {"extras", "package_group_name", "package_desc"} <= set(
+        dag.task_dict["register_model"].template_fields
+    )
+    assert {"gate", "approval_timeout_hours", "subject", "body"} <= set(
+        dag.task_dict["review"].template_fields
+    )
     for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
         assert "config" in dag.task_dict[task_id].template_fields
         assert dag.task_dict[task_id].aws_conn_id == "aws_default"

@@ -2,13 +2,15 @@
 
 One finished run is shared by every test here (a DAG run costs minutes):
 
-* the first run succeeds end to end: tuning, training with test accuracy, an InService
-  endpoint with its scaling policy, the smoke test through the Lambda;
+* the first run succeeds end to end: tuning, training with test accuracy, version 1 in the
+  model registry approved by the quality gate (``approval: auto``) and deployed from the
+  package, an InService endpoint with its scaling policy, the smoke test through the Lambda;
 * every task of that run, re-run with ``airflow tasks test <dag> <task> <run_id>``,
   succeeds and creates nothing new (jobs, models, endpoint configs, endpoints, Lambda
   versions and aliases, scaling targets and policies, roles are counted before and after);
 * ``airflow dags test`` on the same logical date again (a retraining, as the schedule would
-  start) succeeds, updates the one endpoint in place to a new config, and loses nothing;
+  start) succeeds, registers version 2, updates the one endpoint in place to a new config
+  serving it, and loses nothing;
 * a run whose training data makes train.py crash fails before anything is deployed, and
   the live endpoint keeps its config, its status and its answers.
 """
@@ -24,12 +26,15 @@ from typing import Any
 import pytest
 
 from local_aws.devtools import demo
+from local_aws.devtools.registry_summary import registry_summary
 from local_aws.devtools.sandbox import LocalAwsProcess, airflow, client, upload_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
 CONF = demo.TINY_PROFILE
 ENDPOINT = CONF.get("endpoint_name", "dog-breed-classifier")
+GROUP = CONF.get("model_package_group", "dog-breed-classifier")
+LIVE_PACKAGE_TAG = "dog-breed:model-package-arn"
 CORRUPT_DATASET_URI = f"s3://{demo.BUCKET}/corrupt-dogImages"
 
 
@@ -85,6 +90,34 @@ def test_smoke_test_went_through_the_lambda_to_the_model(finished_run):
     assert len(smoke["predictions"]) == CONF["smoke_test_images"]
 
 
+def test_the_model_is_registered_approved_by_the_gate_and_deployed_from_its_package(finished_run):
+    registry = finished_run["summary"]["registry"]
+    (version,) = registry["versions"]
+    assert (version["version"], version["status"], version["live"]) == (1, "Approved", True), registry
+    assert version["approval"].startswith("Approved by the quality gate: test accuracy")
+    assert version["test_accuracy"] == pytest.approx(
+        finished_run["summary"]["training"]["test_accuracy"], abs=1e-4
+    )
+    sagemaker = client("sagemaker", finished_run["url"])
+    package = sagemaker.describe_model_package(ModelPackageName=version["arn"])
+    assert (
+        package["CustomerMetadataProperties"]["TrainingJobName"] == finished_run["summary"]["training"]["job"]
+    )
+    assert package["CustomerMetadataProperties"]["DagRunId"] == finished_run["run_id"]
+    report_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket, key = report_uri[len("s3://") :].split("/", 1)
+    report = json.loads(client("s3", finished_run["url"]).get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert len(report["per_class"]) == demo.SAMPLE_DATA["tiny"]["classes"]
+    assert key.endswith("/output/model-quality.json")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == version["arn"]
+    for arn in (endpoint["EndpointArn"], config["EndpointConfigArn"]):
+        tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags[LIVE_PACKAGE_TAG] == version["arn"], arn
+
+
 def resource_counts(url: str) -> dict[str, Any]:
     """What the pipeline creates, as names per kind (so a duplicate shows up by name)."""
     sagemaker, lam = client("sagemaker", url), client("lambda", url)
@@ -126,6 +159,11 @@ def resource_counts(url: str) -> dict[str, Any]:
             for p in autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
         ),
         "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]),
+        "model_packages": sorted(
+            p["ModelPackageArn"]
+            for page in sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
+            for p in page["ModelPackageSummaryList"]
+        ),
     }
 
 
@@ -187,7 +225,7 @@ SINGLETONS = (
     "roles",
 )
 # Resources a run creates under names derived from its run_id.
-PER_RUN = ("tuning_jobs", "training_jobs", "models", "endpoint_configs", "lambda_versions")
+PER_RUN = ("tuning_jobs", "training_jobs", "models", "endpoint_configs", "lambda_versions", "model_packages")
 
 
 def test_triggering_the_same_logical_date_again_retrains_in_place(finished_run):
@@ -219,6 +257,12 @@ def test_triggering_the_same_logical_date_again_retrains_in_place(finished_run):
     # The retrained model replaced the live one in place: same endpoint, new config.
     assert endpoint["EndpointConfigName"] != config_before
     assert good_prediction(url)
+    # ... as version 2 of the registry, approved by the gate and now the live one.
+    registry = registry_summary(client("sagemaker", url), GROUP, ENDPOINT)
+    assert [(v["version"], v["status"], v["live"]) for v in registry["versions"]] == [
+        (1, "Approved", False),
+        (2, "Approved", True),
+    ], registry
 
 
 def test_an_injected_training_failure_fails_the_run_before_deploying(finished_run):
@@ -246,7 +290,14 @@ def test_an_injected_training_failure_fails_the_run_before_deploying(finished_ru
     assert all(tasks.get(task) != "success" for task in deploying), tasks
 
     after = resource_counts(url)
-    for kind in ("models", "endpoint_configs", "endpoints", "lambda_versions", "lambda_aliases"):
+    for kind in (
+        "models",
+        "endpoint_configs",
+        "endpoints",
+        "lambda_versions",
+        "lambda_aliases",
+        "model_packages",
+    ):
         assert after[kind] == before[kind], (kind, before[kind], after[kind])
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert (endpoint["EndpointConfigName"], endpoint["EndpointStatus"]) == (live_config, "InService")

@@ -1,11 +1,8 @@
-"""Champion/challenger gate: a pure decision, tag round trips, and the task's skip."""
+"""Champion/challenger gate: a pure decision and tag round trips (the task: test_operators_registry)."""
 
 from __future__ import annotations
 
-import airflow_fixtures  # noqa: F401
-import boto3
 import pytest
-from moto import mock_aws
 
 from dog_breed import gate
 
@@ -50,43 +47,10 @@ def test_final_metric_reads_test_accuracy_or_says_what_is_missing():
 
 
 def test_champion_accuracy_from_tags():
-    tags = gate.champion_tags(test_accuracy=0.8123456, model_name="m", training_job="t", dag_run="r")
+    tags = gate.champion_tags(
+        test_accuracy=0.8123456, model_name="m", training_job="t", dag_run="r", model_package_arn="arn"
+    )
     assert gate.champion_accuracy(tags) == pytest.approx(0.812346)
+    assert tags[gate.TAG_MODEL_PACKAGE_ARN] == "arn" and gate.TAG_MODEL_PACKAGE_ARN in gate.CHAMPION_TAG_KEYS
     assert gate.champion_accuracy({}) is None
     assert gate.champion_accuracy({gate.TAG_TEST_ACCURACY: "n/a"}) is None
-
-
-@mock_aws
-def test_quality_gate_task_skips_when_worse_than_the_live_model():
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from dog_breed.tasks import quality_gate
-
-    sm = boto3.client("sagemaker", region_name="us-east-1")
-    sm.create_model(
-        ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={"Image": "i"}
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName="c",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "m",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    arn = sm.create_endpoint(EndpointName="ep", EndpointConfigName="c")["EndpointArn"]
-    sm.add_tags(ResourceArn=arn, Tags=[{"Key": gate.TAG_TEST_ACCURACY, "Value": "0.9"}])
-    training = {
-        "Training": {
-            "TrainingJobName": "j",
-            "FinalMetricDataList": [{"MetricName": "test:accuracy", "Value": 0.8}],
-        }
-    }
-    params = {"endpoint_name": "ep", "accuracy_threshold": 0.5}
-    with pytest.raises(AirflowSkipException, match="live model"):
-        quality_gate(training, params=params)
-    training["Training"]["FinalMetricDataList"][0]["Value"] = 0.95
-    assert quality_gate(training, params=params)["deploy"] is True

@@ -229,6 +229,37 @@ class World:
     def wait_in_service(self, endpoint: str) -> None:
         self.sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=WAIT)
 
+    # -- SageMaker Model Registry -----------------------------------------------------------------
+    def new_group(self) -> str:
+        name = unique("group")
+        self.sm.create_model_package_group(
+            ModelPackageGroupName=name, ModelPackageGroupDescription="versions"
+        )
+        return name
+
+    @cached_property
+    def group(self) -> str:
+        return self.new_group()
+
+    def create_package(self) -> dict[str, Any]:
+        assert self.s3
+        return self.sm.create_model_package(
+            ModelPackageGroupName=self.group,
+            InferenceSpecification={
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/model/model.tar.gz"}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            CustomerMetadataProperties={"TrainingJobName": "conformance"},
+        )
+
+    def new_package(self) -> str:
+        return self.create_package()["ModelPackageArn"]
+
+    @cached_property
+    def package(self) -> str:
+        return self.new_package()
+
     # -- Lambda -----------------------------------------------------------------------------------
     @cached_property
     def role(self) -> str:
@@ -329,6 +360,10 @@ def _delete_endpoint(w: World) -> dict[str, Any]:
     name = unique("deleted")
     w.sm.create_endpoint(EndpointName=name, EndpointConfigName=w.config)
     return w.sm.delete_endpoint(EndpointName=name)
+
+
+def _delete_model_package_group(w: World) -> dict[str, Any]:
+    return w.sm.delete_model_package_group(ModelPackageGroupName=w.new_group())
 
 
 def _create_function(w: World) -> dict[str, Any]:
@@ -459,6 +494,39 @@ SAGEMAKER: dict[str, Case] = {
         },
     ),
     "DeleteEndpoint": Case(_delete_endpoint, {"EndpointName": TOO_LONG}),
+    # -- model registry
+    "CreateModelPackageGroup": Case(
+        lambda w: w.sm.create_model_package_group(ModelPackageGroupName=unique("group")),
+        {"ModelPackageGroupName": BAD_NAME},
+    ),
+    "DescribeModelPackageGroup": Case(
+        lambda w: w.sm.describe_model_package_group(ModelPackageGroupName=w.group),
+        {"ModelPackageGroupName": TOO_LONG * 3},
+    ),
+    "ListModelPackageGroups": Case(
+        lambda w: w.sm.list_model_package_groups(SortBy="Name"), {"SortBy": "Colour"}
+    ),
+    "DeleteModelPackageGroup": Case(_delete_model_package_group, {"ModelPackageGroupName": BAD_NAME}),
+    "CreateModelPackage": Case(
+        lambda w: w.create_package(),
+        lambda w: {"ModelPackageGroupName": w.group, "ModelApprovalStatus": "Maybe"},
+    ),
+    "DescribeModelPackage": Case(
+        lambda w: w.sm.describe_model_package(ModelPackageName=w.package), {"ModelPackageName": BAD_NAME}
+    ),
+    "ListModelPackages": Case(
+        lambda w: w.sm.list_model_packages(ModelPackageGroupName=w.group, ModelApprovalStatus="Approved"),
+        {"ModelPackageType": "Sometimes"},
+    ),
+    "UpdateModelPackage": Case(
+        lambda w: w.sm.update_model_package(
+            ModelPackageArn=w.package, ModelApprovalStatus="Approved", ApprovalDescription="conformance"
+        ),
+        lambda w: {"ModelPackageArn": w.package, "ApprovalDescription": "d" * 1025},
+    ),
+    "DeleteModelPackage": Case(
+        lambda w: w.sm.delete_model_package(ModelPackageName=w.new_package()), {"ModelPackageName": BAD_NAME}
+    ),
 }
 SAGEMAKER_RUNTIME: dict[str, Case] = {
     "InvokeEndpoint": Case(

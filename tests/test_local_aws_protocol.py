@@ -98,12 +98,10 @@ def test_unknown_operations_are_400_unknown_operation_exception(server: LocalAws
 
 
 def test_an_operation_the_model_has_but_local_aws_lacks_is_a_501_naming_it(server: LocalAwsServer) -> None:
-    error = error_of(
-        lambda: client(server, "sagemaker").create_model_package_group(ModelPackageGroupName="g")
-    )
+    error = error_of(lambda: client(server, "sagemaker").describe_feature_group(FeatureGroupName="g"))
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 501
     assert error["Error"]["Code"] == "NotImplemented"
-    assert error["Error"]["Message"] == "local_aws does not implement SageMaker CreateModelPackageGroup"
+    assert error["Error"]["Message"] == "local_aws does not implement SageMaker DescribeFeatureGroup"
 
 
 def test_a_bug_inside_a_handler_is_a_500_that_says_so(

@@ -153,13 +153,17 @@ def test_tuning_rerun_reuses_the_job_instead_of_failing(sagemaker):
 
 
 def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
-    model = specs.model_request(
-        SETTINGS,
-        model_name="m-1",
-        inference_image_uri=IMAGE,
-        model_data_url="s3://b/model.tar.gz",
-        run_tags={},
-    )
+    sagemaker.create_model_package_group(ModelPackageGroupName="g")
+    package = sagemaker.create_model_package(
+        ModelPackageGroupName="g",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus="Approved",
+    )["ModelPackageArn"]
+    model = specs.model_request(SETTINGS, model_name="m-1", model_package_arn=package, run_tags={})
     config = specs.endpoint_config_request(
         SETTINGS, endpoint_config_name="c-1", model_name="m-1", run_tags={}
     )

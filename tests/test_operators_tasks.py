@@ -126,7 +126,9 @@ def test_prepare_endpoint_update_records_the_rollback_target_and_frees_the_varia
 
 
 def test_tag_endpoint_makes_the_endpoint_carry_its_configs_champion_tags(sagemaker):
-    champion = gate.champion_tags(test_accuracy=0.91, model_name="m", training_job="t", dag_run="r")
+    champion = gate.champion_tags(
+        test_accuracy=0.91, model_name="m", training_job="t", dag_run="r", model_package_arn="arn:p"
+    )
     endpoint_config(sagemaker, "c", "ml.m5.large", {**champion, "project": "dog-breed-pipeline"})
     arn = sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="c")["EndpointArn"]
     deployed = {"Endpoint": {"EndpointName": "ep", "EndpointConfigName": "c"}}

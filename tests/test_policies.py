@@ -57,6 +57,7 @@ def test_worker_policy_passes_only_the_two_roles():
         sagemaker_role_arn="arn:aws:iam::123456789012:role/sm",
         endpoint_name="ep",
         function_name="fn",
+        model_package_group="dog-breed-classifier",
     )
     passes = [s["Resource"] for s in doc["Statement"] if s["Action"] == "iam:PassRole"]
     assert passes == ["arn:aws:iam::123456789012:role/sm", "arn:aws:iam::123456789012:role/fn-lambda-role"]
@@ -75,6 +76,7 @@ def test_every_document_is_accepted_by_iam():
             sagemaker_role_arn="arn:aws:iam::123456789012:role/sm",
             endpoint_name="ep",
             function_name="fn",
+            model_package_group="dog-breed-classifier",
         ),
     }
     for name, document in documents.items():

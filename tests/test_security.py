@@ -34,7 +34,7 @@ from dog_breed.specs import endpoint_arn
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 REGION, ACCOUNT = "eu-west-1", "210987654321"
-ENDPOINT, FUNCTION = "Dog-Breed-Classifier", "dog-breed-classify"
+ENDPOINT, FUNCTION, GROUP = "Dog-Breed-Classifier", "dog-breed-classify", "Dog-Breed-Models"
 DATASET_URI, ARTIFACTS_URI = "s3://data-bucket/datasets/dogImages", "s3://ml-bucket/pipelines/dog-breed"
 BANDIT_PATHS = ("dags", "plugins", "model_scripts", "local_aws")
 SECRETS_BASELINE = REPO / ".secrets.baseline"
@@ -50,6 +50,7 @@ UNSCOPABLE_ACTIONS = frozenset(
         "cloudwatch:PutMetricAlarm",
         "cloudwatch:DescribeAlarms",
         "cloudwatch:DeleteAlarms",
+        "sagemaker:ListModelPackages",  # the IAM reference lists no resource type for it
     }
 )
 UNSCOPABLE_SERVICES = ("application-autoscaling:",)
@@ -168,9 +169,25 @@ def test_sagemaker_role_touches_s3_only_under_the_dataset_and_artifacts_prefixes
         assert "*" not in action, action
         if resource == "*":
             assert unscopable(action) or action in IMAGE_PULL_ACTIONS, f"{action} on every resource"
+        # Registering and approving is the worker's job; a model from a package needs nothing more.
+        assert "ModelPackage" not in action, f"the execution role need not {action}"
+
+
+# The registry calls the pipeline makes (register, gate, review, deploy, the model page).
+REGISTRY_ACTIONS = {
+    "sagemaker:CreateModelPackageGroup",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:CreateModelPackage",
+    "sagemaker:DescribeModelPackage",
+    "sagemaker:UpdateModelPackage",
+    "sagemaker:ListModelPackages",
+}
 
 
 def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_their_service():
+    """...and reaches the model registry only in its own group (SageMaker lower-cases ARNs)."""
+    sm = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    registry_arns = {f"{sm}:model-package-group/dog-breed-models", f"{sm}:model-package/dog-breed-models/*"}
     policy = airflow_worker_policy(
         region=REGION,
         account=ACCOUNT,
@@ -179,6 +196,7 @@ def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_
         sagemaker_role_arn=f"arn:aws:iam::{ACCOUNT}:role/DogBreedSageMakerExecution",
         endpoint_name=ENDPOINT,
         function_name=FUNCTION,
+        model_package_group=GROUP,
     )
     assert_s3_scoped_to(policy, [DATASET_URI, ARTIFACTS_URI])
     for action, resource, statement in grants(policy):
@@ -190,6 +208,10 @@ def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_
             assert "*" not in resource, resource
         if resource.startswith(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/"):
             assert resource == endpoint_arn(REGION, ACCOUNT, ENDPOINT), f"{action} on another endpoint"
+        if "ModelPackage" in action and resource != "*":
+            assert resource in registry_arns, f"{action} on another group's models: {resource}"
+    registry_actions = {action for action, _, _ in grants(policy) if "ModelPackage" in action}
+    assert registry_actions == REGISTRY_ACTIONS, "exactly the registry calls the pipeline makes"
 
 
 # ------------------------------------------------------------------------ loopback only

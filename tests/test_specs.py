@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from dog_breed import specs
+from dog_breed import registry, specs
 from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
 from dog_breed.operators.lambda_deploy import desired_configuration
 from dog_breed.params import PipelineSettings
@@ -105,16 +105,16 @@ def test_training_request_is_valid_with_debugger_profiler_and_checkpoints(tensor
         assert "DebugRuleConfigurations" not in request and "DebugHookConfig" not in request
 
 
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dog-breed-classifier/3"
+
+
 def test_hosting_requests_are_valid():
     settings = PipelineSettings.from_params({})
-    model = specs.model_request(
-        settings,
-        model_name="m",
-        inference_image_uri=IMAGE,
-        model_data_url="s3://b/model.tar.gz",
-        run_tags=TAGS,
-    )
+    model = specs.model_request(settings, model_name="m", model_package_arn=PACKAGE_ARN, run_tags=TAGS)
     assert_valid("sagemaker", "CreateModel", model)
+    assert model["PrimaryContainer"] == {"ModelPackageName": PACKAGE_ARN}, (
+        "the container comes from the package"
+    )
     config = specs.endpoint_config_request(settings, endpoint_config_name="c", model_name="m", run_tags=TAGS)
     assert_valid("sagemaker", "CreateEndpointConfig", config)
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
@@ -122,6 +122,46 @@ def test_hosting_requests_are_valid():
     assert_valid("sagemaker", "CreateEndpoint", endpoint)
     update = {k: v for k, v in endpoint.items() if k != "Tags"}
     assert_valid("sagemaker", "UpdateEndpoint", update)
+
+
+def test_a_model_version_is_registered_with_what_serves_it_its_report_and_its_provenance():
+    settings = PipelineSettings.from_params({"endpoint_instance_type": "ml.c5.2xlarge"})
+    metadata = registry.customer_metadata(
+        training_job="dog-breed-pipeline-train-1234abcd",
+        tuning_job="dogbreed-hpo-1234abcd",
+        dag_id="dog_breed_pipeline",
+        dag_run_id="manual__2025-01-06T03:00:00.123456+00:00",
+        dataset_s3_uri=settings.dataset_s3_uri,
+        test_accuracy=0.8123,
+        test_loss=0.61,
+    )
+    extras = specs.model_package_extras(
+        settings,
+        inference_image_uri=IMAGE,
+        model_data_url="s3://b/artifacts/output/job/output/model.tar.gz",
+        report_uri="s3://b/artifacts/output/job/output/model-quality.json",
+        report_digest=registry.content_digest(b"{}"),
+        metadata=metadata,
+    )
+    request = {  # what the provider's register operator sends, extras on top
+        "ModelPackageGroupName": settings.model_package_group,
+        "ModelPackageDescription": "d",
+        "ModelApprovalStatus": "PendingManualApproval",
+        **extras,
+    }
+    assert_valid("sagemaker", "CreateModelPackage", request)
+    specification = extras["InferenceSpecification"]
+    (container,) = specification["Containers"]
+    assert container["Environment"] == specs.serving_environment(settings)
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert specification["SupportedContentTypes"] == ["image/jpeg", "image/png"]
+    assert specification["SupportedResponseMIMETypes"] == ["application/json"]
+    assert {"ml.m5.large", "ml.c5.2xlarge"} <= set(specification["SupportedRealtimeInferenceInstanceTypes"])
+    statistics = extras["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["S3Uri"].endswith("/output/model-quality.json")
+    assert statistics["ContentType"] == "application/json"
+    assert extras["CustomerMetadataProperties"]["TrainingJobName"] == "dog-breed-pipeline-train-1234abcd"
+    assert extras["CustomerMetadataProperties"]["TestAccuracy"] == "0.812300"
 
 
 def test_autoscaling_and_lambda_requests_are_valid():

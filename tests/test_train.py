@@ -157,6 +157,31 @@ def test_training_learns_and_writes_a_servable_model_dir(training_run):
 
 
 @pytest.mark.slow  # trains (the session fixture, shared)
+def test_the_test_set_is_reported_per_class_for_the_model_registry(training_run, sample_dataset_dir):
+    evaluation = json.loads((training_run.output_data_dir / training_telemetry.EVALUATION_FILE).read_text())
+    scraped = scrape(training_run.output)
+    classes = sorted(path.name for path in (sample_dataset_dir / "test").iterdir())
+    assert evaluation["split"] == "test"
+    assert [entry["class"] for entry in evaluation["per_class"]] == classes
+    for entry in evaluation["per_class"]:
+        images = len(list((sample_dataset_dir / "test" / entry["class"]).iterdir()))
+        assert entry["total"] == images and 0 <= entry["correct"] <= images, entry
+    correct = sum(entry["correct"] for entry in evaluation["per_class"])
+    assert evaluation["images"] == sum(entry["total"] for entry in evaluation["per_class"])
+    assert evaluation["accuracy"] == pytest.approx(correct / evaluation["images"])
+    # The [metrics] line and the file are one evaluation of the best weights.
+    assert evaluation["accuracy"] == pytest.approx(scraped["test:accuracy"], abs=1e-4)
+    assert evaluation["loss"] == pytest.approx(scraped["test:loss"], abs=1e-4)
+
+
+def test_an_evaluation_record_refuses_counts_that_do_not_match_the_classes():
+    record = training_telemetry.evaluation_record("test", 0.5, ["a", "b"], [1, 2], [2, 2])
+    assert record["accuracy"] == 0.75 and record["images"] == 4
+    with pytest.raises(ValueError, match="2 classes but 1 correct"):
+        training_telemetry.evaluation_record("test", 0.5, ["a", "b"], [1], [2, 2])
+
+
+@pytest.mark.slow  # trains (the session fixture, shared)
 def test_metric_lines_match_every_metric_definition(training_run):
     lines = [line for line in training_run.output.splitlines() if line.startswith(metrics.METRIC_LINE_PREFIX)]
     for definition in metrics.METRIC_DEFINITIONS:

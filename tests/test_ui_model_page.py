@@ -8,11 +8,10 @@ run. Screenshots go to tests/artifacts/ (git-ignored; README's picture is a copy
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
 
 import httpx
 import pytest
-from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page
+from stack_fixtures import ARTIFACTS, UI_TIMEOUT_MS, chromium_page, log_in, xcom
 
 from dog_breed.params import PARAM_SPECS
 from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
@@ -49,16 +48,6 @@ def test_the_page_answers_only_a_logged_in_user(airflow_stack: AirflowStack) -> 
     assert browser.status_code == 303 and "/auth/" in browser.headers["location"]
 
 
-def xcom(api: httpx.Client, run_id: str, task_id: str) -> Any:
-    quoted = urllib.parse.quote(run_id, safe="")
-    response = api.get(
-        f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"deserialize": True},
-    )
-    response.raise_for_status()
-    return response.json()["value"]
-
-
 def test_the_page_api_returns_the_live_endpoint_and_the_runs(
     airflow_stack: AirflowStack, airflow_api: httpx.Client, page_api: httpx.Client, first_run: dict
 ) -> None:
@@ -91,17 +80,6 @@ def test_the_page_api_returns_the_live_endpoint_and_the_runs(
     assert page["curves"]["training_job"] == newest_trained["training_job"]
     assert page["curves"]["epochs"] == list(range(1, TINY_PROFILE["epochs"] + 1))
     assert len(page["smoke_test"]["predictions"]) == TINY_PROFILE["smoke_test_images"]
-
-
-def log_in(page, stack: AirflowStack) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{stack.api_url}/")
-    page.wait_for_url("**/auth/login**")
-    page.fill("input[name=username]", stack.login)
-    page.fill("input[type=password]", stack.password)
-    page.keyboard.press("Enter")
-    expect(page.get_by_text("Welcome")).to_be_visible()
 
 
 def test_a_person_sees_the_model_its_runs_and_curves_and_follows_a_tasks_link(

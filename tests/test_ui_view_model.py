@@ -103,7 +103,7 @@ def test_an_endpoint_without_a_scalable_target_has_no_scaling_range() -> None:
 
 
 def test_the_registry_version_comes_from_the_package_tag_and_describe_model_package() -> None:
-    config_tags = {**tags(RECORDED["endpoint_config_tags"]), view_model.TAG_MODEL_PACKAGE_ARN: PACKAGE_ARN}
+    config_tags = {**tags(RECORDED["endpoint_config_tags"]), gate.TAG_MODEL_PACKAGE_ARN: PACKAGE_ARN}
     described = {  # DescribeModelPackage (botocore sagemaker service-2.json)
         "ModelPackageName": "dog-breed-classifier",
         "ModelPackageGroupName": "dog-breed-classifier",

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local_aws.devtools.registry_summary import format_registry, registry_summary
 from local_aws.devtools.sandbox import (
     REPO_ROOT,
     SAMPLE_DATA,
@@ -180,6 +181,8 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
         summary["endpoint"] = {"name": endpoint_name, "error": str(error)}
 
     summary["smoke_test"] = xcom(env, run_id, "smoke_test")
+    group = conf.get("model_package_group", "dog-breed-classifier")
+    summary["registry"] = registry_summary(sagemaker, group, endpoint_name)
     return summary
 
 
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = airflow_environment(workdir / "airflow", aws.url)
             summary = summarize(aws.url, conf, env)
             print(json.dumps(summary, indent=2, default=str), flush=True)
+            print(format_registry(summary["registry"]), flush=True)
             failed = failed or summary["run_state"] != "success"
     print(f"[demo] {'FAILED' if failed else 'done'} in {time.monotonic() - started:.0f} s", flush=True)
     return 1 if failed else 0

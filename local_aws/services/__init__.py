@@ -10,6 +10,7 @@ SERVICES: dict[str, str] = {
     "sagemaker-tags": "local_aws.services.sagemaker.tags:SageMakerTags",
     "training": "local_aws.services.sagemaker.training.service:TrainingService",
     "tuning": "local_aws.services.sagemaker.tuning.service:TuningService",
+    "model-registry": "local_aws.services.sagemaker.registry.service:ModelRegistry",
     "hosting": "local_aws.services.sagemaker.hosting.service:HostingService",
     "sagemaker-runtime": "local_aws.services.sagemaker_runtime.service:RuntimeService",
     "application-autoscaling": "local_aws.services.application_autoscaling.controller:AutoscalingController",

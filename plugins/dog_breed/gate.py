@@ -1,8 +1,9 @@
 """Champion/challenger gate: deploy only a model at least as good as the threshold and the live one.
 
-The live model's test accuracy is kept as a tag on the endpoint (``TAG_TEST_ACCURACY``),
-so the decision needs no database beyond SageMaker itself. Pure: the tags are read and
-written by ``dog_breed.hooks.PipelineSageMakerHook``.
+The live model is the model-registry version behind the endpoint (``TAG_MODEL_PACKAGE_ARN``;
+its test accuracy is in the version's customer metadata); an endpoint deployed before the
+registry keeps its test accuracy as a tag (``TAG_TEST_ACCURACY``). Pure: the tags are read and
+written by ``dog_breed.hooks.PipelineSageMakerHook``, the registry by the gate task.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ TAG_TEST_ACCURACY = f"{TAG_PREFIX}test-accuracy"
 TAG_MODEL_NAME = f"{TAG_PREFIX}model-name"
 TAG_TRAINING_JOB = f"{TAG_PREFIX}training-job"
 TAG_DAG_RUN = f"{TAG_PREFIX}dag-run"
-CHAMPION_TAG_KEYS = (TAG_TEST_ACCURACY, TAG_MODEL_NAME, TAG_TRAINING_JOB, TAG_DAG_RUN)
+TAG_MODEL_PACKAGE_ARN = f"{TAG_PREFIX}model-package-arn"
+CHAMPION_TAG_KEYS = (TAG_TEST_ACCURACY, TAG_MODEL_NAME, TAG_TRAINING_JOB, TAG_DAG_RUN, TAG_MODEL_PACKAGE_ARN)
 # Kept on each endpoint config the pipeline creates: the config live before it (the rollback target).
 TAG_PREVIOUS_ENDPOINT_CONFIG = f"{TAG_PREFIX}previous-endpoint-config"
 
@@ -85,12 +87,13 @@ def champion_accuracy(endpoint_tags: Mapping[str, str]) -> float | None:
 
 
 def champion_tags(
-    *, test_accuracy: float, model_name: str, training_job: str, dag_run: str
+    *, test_accuracy: float, model_name: str, training_job: str, dag_run: str, model_package_arn: str
 ) -> dict[str, str]:
-    """Tags that make a deployed model the champion."""
+    """Tags that make a deployed model the champion (on its endpoint config, then its endpoint)."""
     return {
         TAG_TEST_ACCURACY: f"{test_accuracy:.6f}",
         TAG_MODEL_NAME: model_name,
         TAG_TRAINING_JOB: training_job,
         TAG_DAG_RUN: dag_run[:256],
+        TAG_MODEL_PACKAGE_ARN: model_package_arn,
     }

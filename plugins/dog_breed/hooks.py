@@ -36,7 +36,8 @@ def describe_or_none(describe: Callable[..., dict], *args: Any, **kwargs: Any) -
 
 
 class PipelineSageMakerHook(SageMakerHook):
-    """SageMakerHook plus the champion tags the quality gate and the rollback read and write."""
+    """SageMakerHook plus the champion tags the quality gate and the rollback read and write, and
+    the model registry calls the provider's hook lacks."""
 
     def tags(self, arn: str) -> dict[str, str]:
         return tags_as_dict(self.conn.list_tags(ResourceArn=arn).get("Tags", []))
@@ -57,6 +58,29 @@ class PipelineSageMakerHook(SageMakerHook):
         if champion:
             self.add_tags(endpoint_arn, champion)
         return champion
+
+
+    # -- the model registry ---------------------------------------------------------------------
+    def find_model_package(self, group: str, key: str, value: str) -> dict | None:
+        """The newest version of ``group`` whose customer metadata has ``key`` = ``value``
+        (ListModelPackages has no such filter, so each version is described, newest first)."""
+        pages = self.conn.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
+        )
+        for page in pages:
+            for summary in page["ModelPackageSummaryList"]:
+                package = self.describe_model_package(summary["ModelPackageArn"])
+                if (package.get("CustomerMetadataProperties") or {}).get(key) == value:
+                    return package
+        return None
+
+    def describe_model_package(self, arn: str) -> dict:
+        return self.conn.describe_model_package(ModelPackageName=arn)
+
+    def set_approval(self, arn: str, status: str, description: str) -> None:
+        self.conn.update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=description
+        )
 
 
 class ApplicationAutoScalingHook(AwsBaseHook):

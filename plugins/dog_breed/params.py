@@ -20,6 +20,7 @@ DEFAULT_DATASET_URI = "s3://dog-breed-pipeline/dogImages"
 DEFAULT_ARTIFACTS_URI = "s3://dog-breed-pipeline/artifacts"
 DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/DogBreedSageMakerExecution"
 TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
+APPROVAL_MODES = ("auto", "manual", "gate-then-manual")  # see dog_breed.approval
 
 # Trigger-form sections, in the order the form shows them: what a run changes most comes first.
 TRAINING = "Training"
@@ -144,6 +145,26 @@ class PipelineSettings:
         GATE,
         minimum=0,
         maximum=1,
+    )
+    model_package_group: str = param(
+        "dog-breed-classifier",
+        "Model registry group every trained model is registered in, as a new version (created if missing).",
+        GATE,
+        pattern=_SAGEMAKER_NAME,
+    )
+    approval: str = param(
+        "auto",
+        "Who approves a new version: auto (the gate's decision), manual (a person, in the run's "
+        "review task), gate-then-manual (the gate rejects losers, a person approves the rest).",
+        GATE,
+        enum=list(APPROVAL_MODES),
+    )
+    approval_timeout_hours: float = param(
+        24.0,
+        "A review nobody answers within this many hours rejects the version (timed out).",
+        GATE,
+        exclusiveMinimum=0,
+        maximum=720,
     )
     # -- endpoint and rollout
     endpoint_name: str = param(

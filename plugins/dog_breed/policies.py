@@ -115,9 +115,11 @@ def airflow_worker_policy(
     sagemaker_role_arn: str,
     endpoint_name: str,
     function_name: str,
+    model_package_group: str,
 ) -> dict:
     """What the Airflow worker (the aws_default connection) calls, and nothing more."""
     sm = f"arn:aws:sagemaker:{region}:{account}"
+    group = model_package_group.lower()  # SageMaker lower-cases names in ARNs
     lambda_role = f"arn:aws:iam::{account}:role/{lambda_role_name(function_name)}"
     function = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
     return {
@@ -150,6 +152,26 @@ def airflow_worker_policy(
                     f"{sm}:endpoint-config/*",
                     f"{sm}:endpoint/{endpoint_name.lower()}",
                 ],
+            },
+            {
+                # Register each model as a version of this one group, read and approve its versions.
+                "Sid": "ModelRegistry",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateModelPackageGroup",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:UpdateModelPackage",
+                ],
+                "Resource": [f"{sm}:model-package-group/{group}", f"{sm}:model-package/{group}/*"],
+            },
+            {
+                # Finding a retried registration's version; AWS scopes ListModelPackages to no resource.
+                "Sid": "ListModelVersions",
+                "Effect": "Allow",
+                "Action": "sagemaker:ListModelPackages",
+                "Resource": "*",
             },
             {
                 "Sid": "TrainingLogs",

@@ -22,6 +22,7 @@ from typing import Any
 
 from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
 from dog_breed.params import PipelineSettings
+from dog_breed.registry import REPORT_CONTENT_TYPE
 
 PYTORCH_VERSION = "2.6"
 PYTHON_VERSION = "py312"
@@ -45,6 +46,10 @@ TENSOR_RULES = (
 TENSOR_RULE_COLLECTIONS = {"VanishingGradient": "gradients", "PoorWeightInitialization": "relu_input"}
 PROFILER_RULE = "ProfilerReport"
 HYPERBAND_OBJECTIVE = {"Type": "Maximize", "MetricName": "valid:accuracy"}
+# What a registered version declares it serves (InferenceSpecification).
+SERVED_CONTENT_TYPES = ("image/jpeg", "image/png")
+RESPONSE_CONTENT_TYPE = "application/json"
+REALTIME_INSTANCE_TYPES = ("ml.c5.large", "ml.c5.xlarge", "ml.m5.large", "ml.m5.xlarge")
 # Application Auto Scaling of an endpoint variant.
 SERVICE_NAMESPACE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -292,28 +297,75 @@ def training_job_request(
     }
 
 
-def model_request(
+def serving_environment(settings: PipelineSettings) -> dict[str, str]:
+    """The inference container's environment: it loads code/inference.py from model.tar.gz."""
+    return {
+        "SAGEMAKER_PROGRAM": INFERENCE_ENTRY_POINT,
+        "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
+        "SAGEMAKER_REGION": settings.region,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    }
+
+
+def inference_specification(
+    settings: PipelineSettings, *, inference_image_uri: str, model_data_url: str
+) -> dict[str, Any]:
+    """A model package's InferenceSpecification: the container CreateModel will run, what it
+    accepts and answers, and where it may serve in real time (the Param's type among them)."""
+    return {
+        "Containers": [
+            {
+                "Image": inference_image_uri,
+                "ModelDataUrl": model_data_url,
+                "Environment": serving_environment(settings),
+            }
+        ],
+        "SupportedContentTypes": list(SERVED_CONTENT_TYPES),
+        "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
+        "SupportedRealtimeInferenceInstanceTypes": sorted(
+            {*REALTIME_INSTANCE_TYPES, settings.endpoint_instance_type}
+        ),
+    }
+
+
+def model_package_extras(
     settings: PipelineSettings,
     *,
-    model_name: str,
     inference_image_uri: str,
     model_data_url: str,
-    run_tags: dict[str, str],
+    report_uri: str,
+    report_digest: str,
+    metadata: Mapping[str, str],
 ) -> dict[str, Any]:
-    """CreateModel: the inference container loads code/inference.py from model.tar.gz."""
+    """CreateModelPackage's members beyond group, description and status (the registering
+    operator's ``extras``): the inference specification, the quality report as the ModelQuality
+    statistics, and the customer metadata (provenance and test metrics)."""
+    return {
+        "InferenceSpecification": inference_specification(
+            settings, inference_image_uri=inference_image_uri, model_data_url=model_data_url
+        ),
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": REPORT_CONTENT_TYPE,
+                    "S3Uri": report_uri,
+                    "ContentDigest": report_digest,
+                }
+            }
+        },
+        "CustomerMetadataProperties": dict(metadata),
+    }
+
+
+def model_request(
+    settings: PipelineSettings, *, model_name: str, model_package_arn: str, run_tags: dict[str, str]
+) -> dict[str, Any]:
+    """CreateModel from a registered version: SageMaker takes the container from its
+    InferenceSpecification."""
     return {
         "ModelName": model_name,
         "ExecutionRoleArn": settings.sagemaker_role_arn,
-        "PrimaryContainer": {
-            "Image": inference_image_uri,
-            "ModelDataUrl": model_data_url,
-            "Environment": {
-                "SAGEMAKER_PROGRAM": INFERENCE_ENTRY_POINT,
-                "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
-                "SAGEMAKER_REGION": settings.region,
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-            },
-        },
+        "PrimaryContainer": {"ModelPackageName": model_package_arn},
         "Tags": tags(run_tags),
     }
 

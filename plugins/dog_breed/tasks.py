@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dog_breed import gate, naming, packaging, specs
+from dog_breed import approval, gate, naming, packaging, registry, specs
 from dog_breed.params import AWS_CONN_ID, PipelineSettings
 from dog_breed.s3uri import split_s3_uri
 
@@ -133,54 +133,180 @@ def best_training_config(
     )
 
 
-def quality_gate(training: dict, params: dict | None = None) -> dict[str, Any]:
-    """test:accuracy vs the threshold and the live endpoint's tag; skips the deploy path when worse."""
+def model_package_request(
+    training: dict, tuning: dict, images: dict, params: dict | None = None, dag_run=None
+) -> dict[str, Any]:
+    """The registry version of the trained model (multiple outputs: the register operator's
+    image_uri, model_url, description and extras). Reads train.py's ``evaluation.json`` from the
+    job's ``output.tar.gz`` and writes the per-breed quality report beside ``model.tar.gz``
+    (PutObject of the same bytes again on a rerun, so its digest stays what the version says)."""
+    from dog_breed.packaging import model_script
+
+    settings = PipelineSettings.from_params(params or {})
+    job = training["Training"]
+    name, model_url = job["TrainingJobName"], job["ModelArtifacts"]["S3ModelArtifacts"]
+    s3 = _s3(settings)
+    evaluation_file = model_script("training_telemetry").EVALUATION_FILE
+    evaluation = _json_in_archive(s3, registry.output_archive_uri(model_url), evaluation_file, name)
+    report = registry.quality_report(
+        evaluation, training_job=name, test_data_uri=f"{settings.dataset_s3_uri}/test/"
+    )
+    payload = registry.report_bytes(report)
+    report_uri = registry.report_uri(model_url)
+    bucket, key = split_s3_uri(report_uri)
+    s3.put_object(Bucket=bucket, Key=key, Body=payload, ContentType=registry.REPORT_CONTENT_TYPE)
+    accuracy, loss = registry.report_metrics(report)
+    log.info("Quality report of %s at %s: test accuracy %.4f over %d breeds", name, report_uri, accuracy,
+             len(report["per_class"]))  # fmt: skip
+    metadata = registry.customer_metadata(
+        training_job=name,
+        tuning_job=tuning["Tuning"]["HyperParameterTuningJobName"],
+        dag_id=dag_run.dag_id,
+        dag_run_id=dag_run.run_id,
+        dataset_s3_uri=settings.dataset_s3_uri,
+        test_accuracy=accuracy,
+        test_loss=loss,
+    )
+    return {
+        "image_uri": images["inference"],
+        "model_url": model_url,
+        "description": registry.package_description(name, accuracy, dag_run.run_id),
+        "extras": specs.model_package_extras(
+            settings,
+            inference_image_uri=images["inference"],
+            model_data_url=model_url,
+            report_uri=report_uri,
+            report_digest=registry.content_digest(payload),
+            metadata=metadata,
+        ),
+    }
+
+
+def _json_in_archive(s3, archive_uri: str, member: str, training_job: str) -> dict[str, Any]:
+    import io
+    import json
+    import tarfile
+
+    bucket, key = split_s3_uri(archive_uri)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        found = next((m for m in archive.getmembers() if m.isfile() and m.name.lstrip("./") == member), None)
+        if found is None:
+            raise ValueError(f"training job {training_job} left no {member} in {archive_uri}")
+        return json.loads(archive.extractfile(found).read())
+
+
+def _read_json(s3, uri: str) -> dict[str, Any]:
+    import json
+
+    bucket, key = split_s3_uri(uri)
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def quality_gate(training: dict, registered: dict, params: dict | None = None) -> dict[str, Any]:
+    """The registered version against the threshold and the champion (the version behind the
+    live endpoint); in ``auto`` mode its verdict is the approval, in ``gate-then-manual`` its
+    rejection is. Skips the deploy path when the version is (or becomes) Rejected. A version
+    already Approved or Rejected keeps its status: the decision was made."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from dog_breed.hooks import describe_or_none
 
     settings = PipelineSettings.from_params(params or {})
-    challenger = gate.final_metric(training["Training"])
-    sagemaker = _sagemaker(settings)
+    sagemaker, s3 = _sagemaker(settings), _s3(settings)
+    package = sagemaker.describe_model_package(registered["ModelPackage"]["ModelPackageArn"])
+    challenger = registry.version_summary(package)
+    challenger_report = _read_json(s3, registry.statistics_uri(package))
     endpoint = describe_or_none(sagemaker.describe_endpoint, settings.endpoint_name)
     live_tags = sagemaker.tags(endpoint["EndpointArn"]) if endpoint else {}
+    champion_package = _champion_package(sagemaker, live_tags.get(gate.TAG_MODEL_PACKAGE_ARN))
+    champion = registry.version_summary(champion_package) if champion_package else None
+    champion_report = _champion_report(s3, champion_package) if champion_package else None
+    champion_accuracy = champion.test_accuracy if champion else gate.champion_accuracy(live_tags)
     decision = gate.decide(
-        challenger,
+        gate.final_metric(training["Training"]),
         settings.accuracy_threshold,
-        gate.champion_accuracy(live_tags),
+        champion_accuracy,
         tolerance=settings.champion_tolerance,
     )
-    if not decision.deploy:
-        log.warning("Not deploying: %s", decision.reason)
-        raise AirflowSkipException(f"quality gate: {decision.reason}")
-    log.info("Deploying: %s", decision.reason)
-    return decision.as_dict()
+    status = package["ModelApprovalStatus"]
+    if status in approval.DECIDED:
+        log.info(
+            "%s was %s earlier (%s); keeping it",
+            challenger.package_arn,
+            status,
+            package.get("ApprovalDescription"),
+        )
+    elif verdict := approval.gate_verdict(settings.approval, decision):
+        status = verdict
+        sagemaker.set_approval(
+            challenger.package_arn, status, approval.gate_description(status, decision.reason)
+        )
+    log.info(
+        "Gate: %s; %s is %s (approval: %s)",
+        decision.reason,
+        challenger.package_arn,
+        status,
+        settings.approval,
+    )
+    if status == approval.REJECTED:
+        raise AirflowSkipException(f"{challenger.package_arn} is Rejected: quality gate: {decision.reason}")
+    comparison = approval.comparison(
+        group=settings.model_package_group,
+        endpoint=settings.endpoint_name,
+        mode=settings.approval,
+        decision=decision,
+        challenger=challenger,
+        champion=champion,
+        challenger_report=challenger_report,
+        champion_report=champion_report,
+    )
+    return {**decision.as_dict(), "package_arn": challenger.package_arn, "status": status,
+            "mode": settings.approval, "comparison": comparison}  # fmt: skip
 
 
-def deploy_configs(
-    training: dict, images: dict, decision: dict, params: dict | None = None, dag_run=None
-) -> dict[str, Any]:
-    """CreateModel, CreateEndpointConfig and CreateEndpoint requests (multiple outputs), named
-    after the training job and tagged with its test accuracy."""
+def _champion_package(sagemaker, arn: str | None) -> dict | None:
+    """DescribeModelPackage of the version behind the live endpoint (None: none, or it is gone)."""
+    from dog_breed.hooks import describe_or_none
+
+    if not arn:
+        return None
+    package = describe_or_none(sagemaker.describe_model_package, arn)
+    if package is None:
+        log.warning("The live endpoint's model package %s is not in the registry any more", arn)
+    return package
+
+
+def _champion_report(s3, package: dict) -> dict | None:
+    """The champion's quality report; None (the review then shows no per-breed changes) if unreadable."""
+    uri = registry.statistics_uri(package)
+    try:
+        return _read_json(s3, uri) if uri else None
+    except Exception:
+        log.warning("Cannot read the champion's quality report %s", uri, exc_info=True)
+        return None
+
+
+def deploy_configs(training: dict, review: dict, params: dict | None = None, dag_run=None) -> dict[str, Any]:
+    """CreateModel (from the approved version), CreateEndpointConfig and CreateEndpoint requests
+    (multiple outputs), named after the training job and tagged with its test accuracy and the
+    version's ARN."""
     settings = PipelineSettings.from_params(params or {})
     job = training["Training"]
     names = naming.ModelNames.for_training_job(
         dag_run.dag_id, job["TrainingJobName"], settings.endpoint_instance_type
     )
     champion = gate.champion_tags(
-        test_accuracy=decision["challenger_accuracy"],
+        test_accuracy=gate.final_metric(job),
         model_name=names.model,
         training_job=job["TrainingJobName"],
         dag_run=dag_run.run_id,
+        model_package_arn=review["package_arn"],
     )
     tags = {**_run_tags(dag_run), **champion}
     return {
         "model": specs.model_request(
-            settings,
-            model_name=names.model,
-            inference_image_uri=images["inference"],
-            model_data_url=job["ModelArtifacts"]["S3ModelArtifacts"],
-            run_tags=tags,
+            settings, model_name=names.model, model_package_arn=review["package_arn"], run_tags=tags
         ),
         "endpoint_config": specs.endpoint_config_request(
             settings, endpoint_config_name=names.endpoint_config, model_name=names.model, run_tags=tags

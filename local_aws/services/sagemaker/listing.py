@@ -19,10 +19,12 @@ def list_page(
     times: dict[str, Callable[[Any], dt.datetime]],
     sort_keys: dict[str, Callable[[Any], Any]],
     status: Callable[[Any], str] | None = None,
+    default_order: str = "Descending",
 ) -> tuple[list[Any], dict[str, str]]:
     """NameContains (any case), StatusEquals, ``<Field>Before``/``<Field>After`` for each of
-    ``times``, SortBy, SortOrder, MaxResults and NextToken (their values the model already
-    checked). Returns the page and ``{"NextToken": ...}`` when more follow."""
+    ``times``, SortBy, SortOrder (``default_order`` when absent: the API's documented default),
+    MaxResults and NextToken (their values the model already checked). Returns the page and
+    ``{"NextToken": ...}`` when more follow."""
     if contains := request.get("NameContains"):
         items = [item for item in items if contains.lower() in name(item).lower()]
     if status is not None and (wanted := request.get("StatusEquals")):
@@ -33,7 +35,7 @@ def list_page(
         if (after := request.get(f"{field_name}After")) is not None:
             items = [item for item in items if timestamp(item) > after]
     key = sort_keys[request.get("SortBy", "CreationTime")]  # one for every value the model's enum allows
-    items = sorted(items, key=key, reverse=request.get("SortOrder", "Descending") == "Descending")
+    items = sorted(items, key=key, reverse=request.get("SortOrder", default_order) == "Descending")
     limit = request.get("MaxResults", DEFAULT_MAX_RESULTS)
     token = str(request.get("NextToken") or "0")
     if not token.isdigit():

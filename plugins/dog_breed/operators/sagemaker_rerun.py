@@ -6,8 +6,12 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
   when deferrable), a Failed or Stopped one makes way for ``<name>-2``... (the provider's
   tuning operator would fail on the existing name; its training operator would start a
   timestamped duplicate next to a job that is still running or already done);
-* model / endpoint config: created once, described afterwards (they are immutable and
-  content-addressed by the training job);
+* model package (registry version): registered once per training job, found again by the
+  training job in its customer metadata;
+* model: created once, described afterwards, and only from an ``Approved`` model package
+  (whatever the XComs say, the registry is asked before every CreateModel);
+* endpoint config: created once, described afterwards (immutable, content-addressed by the
+  training job);
 * endpoint: the provider operator's create-or-update, skipped when the endpoint already
   serves this endpoint config, waited for (deferred when deferrable) when it is still
   getting there.
@@ -16,19 +20,22 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointConfigOperator,
     SageMakerEndpointOperator,
     SageMakerModelOperator,
+    SageMakerRegisterModelVersionOperator,
     SageMakerTrainingOperator,
     SageMakerTuningOperator,
     serialize,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowFailException
 
-from dog_breed.hooks import describe_or_none
+from dog_breed.approval import APPROVED
+from dog_breed.hooks import PipelineSageMakerHook, describe_or_none
 from dog_breed.links import (
     SageMakerEndpointLink,
     SageMakerModelLink,
@@ -36,6 +43,7 @@ from dog_breed.links import (
     SageMakerTuningJobLink,
 )
 from dog_breed.naming import TUNING_JOB_MAX_LEN, JobAction, resolve_job_name
+from dog_breed.registry import METADATA_TRAINING_JOB
 from dog_breed.triggers import connection_of
 
 
@@ -128,18 +136,70 @@ class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return self.serialize_result(name)
 
 
+class IdempotentSageMakerRegisterModelVersionOperator(SageMakerRegisterModelVersionOperator):
+    """SageMakerRegisterModelVersionOperator that registers a training job's model once.
+
+    A version belongs to one training job (``registry.METADATA_TRAINING_JOB`` in ``extras``'
+    CustomerMetadataProperties): a retried or cleared task finds that version and returns it
+    instead of adding another. ``extras`` is templated here (it is built at run time) and, as the
+    provider documents, overrides its request: the whole InferenceSpecification (the provider's
+    is text/csv), ModelMetrics, CustomerMetadataProperties. The group is created, with
+    ``package_group_desc``, before the provider's execute, which would give a new group the
+    package's description instead. Returns ``{"ModelPackage": DescribeModelPackage}``.
+    """
+
+    aws_hook_class = PipelineSageMakerHook
+    template_fields = (*SageMakerRegisterModelVersionOperator.template_fields, "extras")
+    template_fields_renderers: ClassVar[dict] = {"extras": "json"}
+
+    def execute(self, context: Any) -> dict:
+        training_job = ((self.extras or {}).get("CustomerMetadataProperties") or {}).get(
+            METADATA_TRAINING_JOB
+        )
+        if not training_job:
+            raise AirflowFailException(
+                f"extras must name the training job in CustomerMetadataProperties[{METADATA_TRAINING_JOB!r}]"
+            )
+        self.hook.create_model_package_group(self.package_group_name, self.package_group_desc)
+        package = self.hook.find_model_package(self.package_group_name, METADATA_TRAINING_JOB, training_job)
+        if package is not None:
+            self.log.info(
+                "Version %s already registers %s; reusing it.", package["ModelPackageArn"], training_job
+            )
+        else:
+            arn = super().execute(context)
+            package = self.hook.describe_model_package(arn)
+            self.log.info("Registered %s as %s (%s).", training_job, arn, package.get("ModelApprovalStatus"))
+        return {"ModelPackage": serialize(package)}
+
+
 class IdempotentSageMakerModelOperator(SageMakerModelOperator):
-    """SageMakerModelOperator that describes instead of failing when the model exists."""
+    """SageMakerModelOperator that describes instead of failing when the model exists, and that
+    creates (or reuses) a model from a registry package only while that package is Approved."""
 
     operator_extra_links = (SageMakerModelLink(),)
 
     def execute(self, context: Any) -> dict:
         name = self.config["ModelName"]
         SageMakerModelLink.persist_for(context, self, name)
+        for container in [self.config.get("PrimaryContainer") or {}, *self.config.get("Containers", [])]:
+            if package := container.get("ModelPackageName"):
+                self._require_approved(package)
         if _exists(self.hook.describe_model, name):
             self.log.info("Model %s exists; reusing it.", name)
             return {"Model": serialize(self.hook.describe_model(name))}
         return super().execute(context)
+
+    def _require_approved(self, package_arn: str) -> None:
+        package = self.hook.conn.describe_model_package(ModelPackageName=package_arn)
+        status = package.get("ModelApprovalStatus")
+        if status != APPROVED:
+            why = f": {package['ApprovalDescription']}" if package.get("ApprovalDescription") else ""
+            # No retry: only a person or the gate can change the status.
+            raise AirflowFailException(
+                f"Model package {package_arn} is {status}{why}; only Approved ones deploy."
+            )
+        self.log.info("Model package %s is Approved: %s", package_arn, package.get("ApprovalDescription"))
 
 
 class IdempotentSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):

@@ -16,7 +16,7 @@ from typing import Any
 from dog_breed import gate, specs
 from dog_breed.params import AWS_CONN_ID
 from dog_breed.s3uri import split_s3_uri
-from dog_breed.ui.view_model import TAG_MODEL_PACKAGE_ARN, EndpointRecords
+from dog_breed.ui.view_model import EndpointRecords
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # Enough for every [metrics] line of a long job; a runaway log cannot hold a request.
@@ -130,7 +130,7 @@ class AwsReader:
             resource_id = variant_resource_id(name, variant)
             targets = scaling.describe_scalable_targets(ResourceIds=[resource_id], **scope)["ScalableTargets"]
             policies = scaling.describe_scaling_policies(ResourceId=resource_id, **scope)["ScalingPolicies"]
-        package_arn = tags.get(TAG_MODEL_PACKAGE_ARN)
+        package_arn = tags.get(gate.TAG_MODEL_PACKAGE_ARN)
         package = (
             or_none(sagemaker.describe_model_package, ModelPackageName=package_arn) if package_arn else None
         )

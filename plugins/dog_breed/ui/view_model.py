@@ -16,8 +16,6 @@ from typing import Any
 from dog_breed import gate, metrics
 from dog_breed.specs import PROFILER_RULE
 
-# Set by the model-registry work on endpoint configs and endpoints: the package behind the model.
-TAG_MODEL_PACKAGE_ARN = f"{gate.TAG_PREFIX}model-package-arn"
 # The tasks whose state and return value make a run's row.
 TRAIN_TASK, GATE_TASK, DEPLOY_TASK, SMOKE_TEST_TASK = "train", "quality_gate", "deploy_endpoint", "smoke_test"
 RUN_TASKS = (TRAIN_TASK, GATE_TASK, DEPLOY_TASK, SMOKE_TEST_TASK)
@@ -220,7 +218,7 @@ def endpoint_view(name: str, records: EndpointRecords) -> EndpointView:
         training_job=tags.get(gate.TAG_TRAINING_JOB),
         test_accuracy=gate.champion_accuracy(tags),
         deployed_by_run=tags.get(gate.TAG_DAG_RUN),
-        model_package=model_package_view(tags.get(TAG_MODEL_PACKAGE_ARN), records.model_package),
+        model_package=model_package_view(tags.get(gate.TAG_MODEL_PACKAGE_ARN), records.model_package),
         last_modified=_iso(endpoint.get("LastModifiedTime")),
     )
 

@@ -1,4 +1,11 @@
-"""CreateModel, DescribeModel, DeleteModel, ListModels."""
+"""CreateModel, DescribeModel, DeleteModel, ListModels.
+
+A container may name a model package (``ModelPackageName``) instead of an image and model
+data: CreateModel then takes the container from the package's InferenceSpecification (the
+registry service, ``model-registry``), with the container's own Environment on top, as
+SageMaker does. Like SageMaker it does not ask for the package's approval status; the
+pipeline's operator checks that before it calls CreateModel.
+"""
 
 from __future__ import annotations
 
@@ -31,22 +38,36 @@ class Models:
         )
         if not containers:
             raise validation_error("Either PrimaryContainer or Containers must be specified.")
-        for container in containers:
-            if container.get("ModelPackageName"):
-                raise validation_error(
-                    "local_aws does not implement models from model packages (ModelPackageName)."
-                )
-            if not container.get("Image"):
-                raise validation_error("Image must be specified for each container.")
-            if url := container.get("ModelDataUrl"):
-                s3_location(url)
+        served = [self._served_container(container) for container in containers]
         arn = self._state.arn("model", name)
         with self._state.lock:
             if name.lower() in self._state.models:
                 raise validation_error(f'Cannot create already existing model "{arn}".')
-            self._state.models[name.lower()] = ModelRecord(name, arn, containers, request, now())
+            self._state.models[name.lower()] = ModelRecord(name, arn, served, request, now())
         self._state.context.tags.add(arn, request.get("Tags"))
         return {"ModelArn": arn}
+
+    def _served_container(self, container: dict[str, Any]) -> dict[str, Any]:
+        """What the model server runs for ``container``: itself, or its model package's container."""
+        if package := container.get("ModelPackageName"):
+            given = sorted(key for key in ("Image", "ModelDataUrl", "ModelDataSource") if container.get(key))
+            if given:
+                raise validation_error(
+                    f"A container with ModelPackageName takes its image and model data from the "
+                    f"package; do not also specify {', '.join(given)}."
+                )
+            registry = self._state.context.services["model-registry"]
+            served = registry.inference_container(package)
+            if not served.get("Image"):
+                raise validation_error(f"Model package {package} has no Image in its InferenceSpecification.")
+            own = container.get("Environment") or {}
+            served["Environment"] = {**(served.get("Environment") or {}), **own}
+            return served
+        if not container.get("Image"):
+            raise validation_error("Image must be specified for each container.")
+        if url := container.get("ModelDataUrl"):
+            s3_location(url)
+        return container
 
     @operation("DescribeModel")
     def describe_model(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""SageMaker Model Registry: model package groups and their versioned model packages."""
