@@ -63,13 +63,15 @@ class HostingService(Service):
 
     @contextlib.contextmanager
     def serving(self, endpoint_name: str) -> Iterator[tuple[str, Deployment]]:
-        """(endpoint name, the deployment answering for it now), leased for the block so an
-        update's swap waits for it; SageMaker Runtime's ValidationError if nothing serves."""
+        """(endpoint name, the deployment answering this request), leased for the block so an
+        update's swap waits for it; SageMaker Runtime's ValidationError if nothing serves. While a
+        blue/green update shifts traffic, the request goes to the new fleet or the old one."""
         with self.state.lock:
             endpoint = self.state.endpoints.get(endpoint_name.lower())
-            deployment = (
-                endpoint.deployment if endpoint and endpoint.status in ("InService", "Updating") else None
-            )
+            serving = endpoint is not None and endpoint.status in ("InService", "Updating", "RollingBack")
+            deployment = endpoint.deployment if serving and endpoint is not None else None
+            if deployment is not None and endpoint is not None and endpoint.rollout is not None:
+                deployment = endpoint.rollout.pick() or deployment
             if endpoint is None or deployment is None:
                 raise AwsError(
                     "ValidationError",
@@ -96,8 +98,9 @@ class HostingService(Service):
         """PIDs of the model servers behind the endpoint (for tests and diagnostics)."""
         with self.state.lock:
             endpoint = self.state.endpoints.get(endpoint_name.lower())
-            deployment = endpoint.deployment if endpoint else None
-        variants = deployment.variants.values() if deployment else []
+            rollout = endpoint.rollout if endpoint else None
+            deployments = [endpoint.deployment if endpoint else None, rollout.green if rollout else None]
+        variants = [v for d in deployments if d is not None for v in d.variants.values()]
         return {i.pid for variant in variants for i in variant.instances if i.pid is not None}
 
     def shutdown(self) -> None:
