@@ -28,6 +28,7 @@ ORDER = [
     "deploy_configs",
     "create_model",
     "create_endpoint_config",
+    "rollback_alarms",
     "prepare_endpoint_update",
     "deploy_endpoint",
     "tag_endpoint",
@@ -175,6 +176,8 @@ def test_custom_operators_template_the_run_settings(dag):
         dag.task_dict["deploy_lambda"].template_fields
     )
     assert "rollback_endpoint_config" in dag.task_dict["smoke_test"].template_fields
+    assert "deployment_config" in dag.task_dict["deploy_endpoint"].template_fields
+    assert {"endpoint_name", "latency_p99_threshold_ms"} <= set(dag.task_dict["rollback_alarms"].template_fields)
     for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
         assert "config" in dag.task_dict[task_id].template_fields
         assert dag.task_dict[task_id].aws_conn_id == "aws_default"
