@@ -177,7 +177,8 @@ def test_custom_operators_template_the_run_settings(dag):
     )
     assert "rollback_endpoint_config" in dag.task_dict["smoke_test"].template_fields
     assert "deployment_config" in dag.task_dict["deploy_endpoint"].template_fields
-    assert {"endpoint_name", "latency_p99_threshold_ms"} <= set(dag.task_dict["rollback_alarms"].template_fields)
+    alarms = dag.task_dict["rollback_alarms"]
+    assert {"endpoint_name", "latency_p99_threshold_ms"} <= set(alarms.template_fields)
     for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
         assert "config" in dag.task_dict[task_id].template_fields
         assert dag.task_dict[task_id].aws_conn_id == "aws_default"
