@@ -18,6 +18,7 @@ from dog_breed import registry, tasks
 from dog_breed.operators.approval import ModelVersionApprovalOperator
 from dog_breed.operators.autoscaling import SageMakerEndpointAutoscalingOperator
 from dog_breed.operators.lambda_deploy import LambdaDeployFunctionOperator
+from dog_breed.operators.rollback_alarms import EndpointRollbackAlarmsOperator
 from dog_breed.operators.sagemaker_rerun import (
     IdempotentSageMakerEndpointConfigOperator,
     IdempotentSageMakerEndpointOperator,
@@ -107,13 +108,20 @@ def dog_breed_pipeline():
     endpoint_config = IdempotentSageMakerEndpointConfigOperator(
         task_id="create_endpoint_config", config=requests["endpoint_config"], **aws
     )
+    alarms = EndpointRollbackAlarmsOperator(
+        task_id="rollback_alarms",
+        endpoint_name="{{ params.endpoint_name }}",
+        latency_p99_threshold_ms="{{ params.latency_p99_threshold_ms }}",
+        **aws,
+    )
     rollout = task(tasks.prepare_endpoint_update, task_id="prepare_endpoint_update", multiple_outputs=True)(
-        endpoint_config.output
+        endpoint_config.output, alarms.output
     )
     endpoint = IdempotentSageMakerEndpointOperator(
         task_id="deploy_endpoint",
         config=requests["endpoint"],
         operation="create",  # falls back to update when the endpoint exists
+        deployment_config=rollout["deployment_config"],  # blue/green with alarm rollback
         check_interval=POLL_S,
         max_ingestion_time=ENDPOINT_WAIT_S,
         **aws,
@@ -152,8 +160,7 @@ def dog_breed_pipeline():
     )
 
     dataset >> source
-    model >> endpoint_config
-    rollout >> endpoint
+    model >> endpoint_config >> alarms
     tagged >> autoscale >> deploy_lambda >> smoke_test
 
 

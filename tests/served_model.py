@@ -23,6 +23,7 @@ from serving_contract import SERVING_CODE
 
 from dog_breed.operators.lambda_deploy import HANDLER, RUNTIME, build_zip
 from dog_breed.policies import trust_policy
+from local_aws.infra.clock import Clock
 from local_aws.protocol.server import LocalAwsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,10 +145,11 @@ class ServedModel:
 
 
 def serve_model(
-    state_dir: Path, model_dir: Path, instances: int = 1, with_lambda: bool = True
+    state_dir: Path, model_dir: Path, instances: int = 1, with_lambda: bool = True, clock: Clock | None = None
 ) -> ServedModel:
-    """Start local_aws and deploy the endpoint (and the Lambda); stop with ``served.server.stop()``."""
-    server = LocalAwsServer(state_dir).start()
+    """Start local_aws (on ``clock``'s time scale) and deploy the endpoint (and the Lambda); stop
+    with ``served.server.stop()``."""
+    server = LocalAwsServer(state_dir, clock=clock).start()
     try:
         suffix = uuid.uuid4().hex[:6]
         endpoint_name, function_name = f"dog-breed-{suffix}", f"dog-breed-classify-{suffix}"

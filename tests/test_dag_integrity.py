@@ -31,6 +31,7 @@ ORDER = [
     "deploy_configs",
     "create_model",
     "create_endpoint_config",
+    "rollback_alarms",
     "prepare_endpoint_update",
     "deploy_endpoint",
     "tag_endpoint",
@@ -190,6 +191,9 @@ def test_custom_operators_template_the_run_settings(dag):
     assert {"gate", "approval_timeout_hours", "subject", "body"} <= set(
         dag.task_dict["review"].template_fields
     )
+    assert "deployment_config" in dag.task_dict["deploy_endpoint"].template_fields
+    alarms = dag.task_dict["rollback_alarms"]
+    assert {"endpoint_name", "latency_p99_threshold_ms"} <= set(alarms.template_fields)
     for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
         assert "config" in dag.task_dict[task_id].template_fields
         assert dag.task_dict[task_id].aws_conn_id == "aws_default"

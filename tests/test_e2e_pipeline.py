@@ -10,7 +10,8 @@ One finished run is shared by every test here (a DAG run costs minutes):
   versions and aliases, scaling targets and policies, roles are counted before and after);
 * ``airflow dags test`` on the same logical date again (a retraining, as the schedule would
   start) succeeds, registers version 2, updates the one endpoint in place to a new config
-  serving it, and loses nothing;
+  serving it through a blue/green canary watched by the rollback alarms (watched while it
+  runs), and loses nothing;
 * a run whose training data makes train.py crash fails before anything is deployed, and
   the live endpoint keeps its config, its status and its answers.
 """
@@ -78,9 +79,31 @@ def test_final_training_reports_test_accuracy(finished_run):
 def test_endpoint_serves_and_scales(finished_run):
     summary = finished_run["summary"]
     assert summary["endpoint"]["status"] == "InService"
+    assert summary["endpoint"]["instances"] == [CONF["autoscaling_min_capacity"]]
     (policy,) = summary["autoscaling"]
     assert policy["metric"] == "SageMakerVariantInvocationsPerInstance"
     assert (policy["scale_out_cooldown"], policy["scale_in_cooldown"]) == (30, 120)
+    (described,) = client("application-autoscaling", finished_run["url"]).describe_scaling_policies(
+        ServiceNamespace="sagemaker"
+    )["ScalingPolicies"]
+    kinds = sorted(
+        kind
+        for a in described["Alarms"]
+        for kind in ("AlarmHigh", "AlarmLow")
+        if f"-{kind}-" in a["AlarmName"]
+    )
+    assert kinds == ["AlarmHigh", "AlarmLow"]  # target tracking's two alarms
+
+
+def test_the_first_deployment_has_no_canary_but_its_rollback_alarms_exist(finished_run):
+    rollout = finished_run["summary"]["rollout"]
+    assert str(rollout["routing"]).startswith("none yet")  # CreateEndpoint: nothing to shift from
+    alarms = client("cloudwatch", finished_run["url"]).describe_alarms(
+        AlarmNamePrefix=f"{ENDPOINT}/rollback/"
+    )
+    assert sorted(a["AlarmName"] for a in alarms["MetricAlarms"]) == [
+        f"{ENDPOINT}/rollback/AllTraffic/5xx-errors", f"{ENDPOINT}/rollback/AllTraffic/model-latency-p99",
+    ]  # fmt: skip
 
 
 def test_smoke_test_went_through_the_lambda_to_the_model(finished_run):
@@ -164,6 +187,7 @@ def resource_counts(url: str) -> dict[str, Any]:
             for page in sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
             for p in page["ModelPackageSummaryList"]
         ),
+        "alarms": sorted(a["AlarmName"] for a in client("cloudwatch", url).describe_alarms()["MetricAlarms"]),
     }
 
 
@@ -223,6 +247,7 @@ SINGLETONS = (
     "scalable_targets",
     "scaling_policies",
     "roles",
+    "alarms",  # the rollback alarms and target tracking's: put again, never duplicated
 )
 # Resources a run creates under names derived from its run_id.
 PER_RUN = ("tuning_jobs", "training_jobs", "models", "endpoint_configs", "lambda_versions", "model_packages")
@@ -237,12 +262,14 @@ def test_triggering_the_same_logical_date_again_retrains_in_place(finished_run):
     before = resource_counts(url)
     config_before = client("sagemaker", url).describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     log = finished_run["workdir"] / "same_date.log"
-    airflow(
-        ["dags", "test", demo.DAG_ID, logical_date_of(env, run_id), "-c", json.dumps(CONF)],
-        env,
-        timeout=1200,
-        log_path=log,
-    )
+    with demo.RolloutWatch(url, ENDPOINT) as watch:
+        airflow(
+            ["dags", "test", demo.DAG_ID, logical_date_of(env, run_id), "-c", json.dumps(CONF)],
+            env,
+            timeout=1200,
+            log_path=log,
+        )
+    print("\nthe retraining's rollout:\n  " + "\n  ".join(watch.lines()))
     _, state, tasks = demo.latest_run_state(env)
     assert state == "success", tasks
     after = resource_counts(url)
@@ -254,7 +281,7 @@ def test_triggering_the_same_logical_date_again_retrains_in_place(finished_run):
     print(f"\nre-triggering logical date {logical_date_of(env, demo.latest_run_state(env)[0])} added {added}")
     endpoint = client("sagemaker", url).describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService"
-    # The retrained model replaced the live one in place: same endpoint, new config.
+    # The retrained model replaced the live one in place: same endpoint, new config, by a canary.
     assert endpoint["EndpointConfigName"] != config_before
     assert good_prediction(url)
     # ... as version 2 of the registry, approved by the gate and now the live one.
@@ -263,6 +290,15 @@ def test_triggering_the_same_logical_date_again_retrains_in_place(finished_run):
         (1, "Approved", False),
         (2, "Approved", True),
     ], registry
+    routing = endpoint["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY"
+    alarms = endpoint["LastDeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    assert {a["AlarmName"] for a in alarms} == {
+        a for a in after["alarms"] if a.startswith(f"{ENDPOINT}/rollback/")
+    }
+    canary = [p for p in watch.timeline if p["new_fleet_share"] == 0.5 and p["status"] == "Updating"]
+    assert canary, f"the canary step was never seen: {watch.lines()}"
+    assert watch.timeline[-1]["live_config"] == endpoint["EndpointConfigName"]
 
 
 def test_an_injected_training_failure_fails_the_run_before_deploying(finished_run):

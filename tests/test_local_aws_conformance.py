@@ -38,7 +38,9 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
 WAIT = {"Delay": 0.2, "MaxAttempts": 300}
 VALIDATION_CODES = {"sagemaker": "ValidationException", "lambda": "ValidationException",
-                    "sagemaker-runtime": "ValidationError"}  # fmt: skip
+                    "sagemaker-runtime": "ValidationError",
+                    "application-autoscaling": "ValidationException"}  # fmt: skip
+VARIANT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 # Prints the objective; sleeps --seconds (the last argument) so a job can be stopped while it runs.
 TRAIN_SCRIPT = "import sys, time\nprint('valid_accuracy=0.5', flush=True)\ntime.sleep(float(sys.argv[-1]))\n"
 HANDLER = textwrap.dedent(
@@ -306,6 +308,38 @@ class World:
     def wait_updated(self, name: str) -> None:
         self.lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAIT)
 
+    # -- Application Auto Scaling (moto's, extended with target tracking's alarms) ---------------
+    @cached_property
+    def aas(self) -> Any:
+        return self.client("application-autoscaling")
+
+    def scalable_target(self) -> str:
+        """A registered SageMaker variant (no endpoint needed: the controller skips it)."""
+        resource = f"endpoint/{unique('scaled')}/variant/AllTraffic"
+        self.aas.register_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=VARIANT_DIMENSION,
+            MinCapacity=1, MaxCapacity=2,
+        )  # fmt: skip
+        return resource
+
+    def policy_request(self, resource: str) -> dict[str, Any]:
+        tracking = {
+            "TargetValue": 10.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+        }
+        return {"PolicyName": "tracking", "ServiceNamespace": "sagemaker", "ResourceId": resource,
+                "ScalableDimension": VARIANT_DIMENSION, "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": tracking}  # fmt: skip
+
+    @cached_property
+    def tracked(self) -> str:
+        """A variant with a target-tracking policy (and so its two alarms)."""
+        resource = self.scalable_target()
+        self.aas.put_scaling_policy(**self.policy_request(resource))
+        return resource
+
 
 @dataclass(frozen=True)
 class Case:
@@ -528,6 +562,50 @@ SAGEMAKER: dict[str, Case] = {
         lambda w: w.sm.delete_model_package(ModelPackageName=w.new_package()), {"ModelPackageName": BAD_NAME}
     ),
 }
+
+
+def _delete_policy(w: World) -> dict[str, Any]:
+    resource = w.scalable_target()
+    w.aas.put_scaling_policy(**w.policy_request(resource))
+    return w.aas.delete_scaling_policy(
+        PolicyName="tracking",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=VARIANT_DIMENSION,
+    )
+
+
+def _deregister_target(w: World) -> dict[str, Any]:
+    resource = w.scalable_target()
+    w.aas.put_scaling_policy(**w.policy_request(resource))
+    return w.aas.deregister_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=VARIANT_DIMENSION
+    )
+
+
+APPLICATION_AUTOSCALING: dict[str, Case] = {
+    "PutScalingPolicy": Case(
+        lambda w: w.aas.put_scaling_policy(**w.policy_request(w.scalable_target())),
+        lambda w: {**w.policy_request(w.tracked), "PolicyName": ""},
+    ),
+    "DescribeScalingPolicies": Case(
+        lambda w: w.aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=w.tracked),
+        {"ServiceNamespace": "nowhere"},
+    ),
+    "DeleteScalingPolicy": Case(
+        _delete_policy,
+        lambda w: {
+            "PolicyName": "tracking",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": w.tracked,
+            "ScalableDimension": "sagemaker:variant:Colour",
+        },
+    ),
+    "DeregisterScalableTarget": Case(
+        _deregister_target,
+        {"ServiceNamespace": "sagemaker", "ResourceId": "", "ScalableDimension": VARIANT_DIMENSION},
+    ),
+}
 SAGEMAKER_RUNTIME: dict[str, Case] = {
     "InvokeEndpoint": Case(
         lambda w: w.runtime.invoke_endpoint(
@@ -629,6 +707,7 @@ CASES: dict[tuple[str, str], Case] = {
     **{("sagemaker", name): case for name, case in SAGEMAKER.items()},
     **{("sagemaker-runtime", name): case for name, case in SAGEMAKER_RUNTIME.items()},
     **{("lambda", name): case for name, case in LAMBDA.items()},
+    **{("application-autoscaling", name): case for name, case in APPLICATION_AUTOSCALING.items()},
 }
 
 

@@ -3,79 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import tarfile
-import textwrap
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError, WaiterError
-from served_model import register_model_and_config
+from botocore.exceptions import WaiterError
+from local_aws_hosting_support import (
+    BUCKET,
+    FAST_WAIT,
+    IMAGE,
+    client,
+    deploy,
+    error_of,
+    invoke,
+    make_config,
+    unique,
+    wait_for_status,
+)
 
 from local_aws.protocol.server import LocalAwsServer
 from local_aws.services import only
-from local_aws.services.application_autoscaling import controller
 from local_aws.services.sagemaker.hosting import instance
 
-HOSTING_ONLY = only("hosting", "sagemaker-runtime", "application-autoscaling")
-BUCKET = "models"
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-FAST_WAIT = {"Delay": 0.2, "MaxAttempts": 150}
-
-HANDLER = textwrap.dedent(
-    """
-    import json
-    import os
-    import time
-
-    class RequestError(Exception):  # shaped like sagemaker_inference's GenericInferenceToolkitError
-        def __init__(self, status_code, message):
-            super().__init__(status_code, message)
-            self.status_code = status_code
-            self.message = message
-
-    def model_fn(model_dir):
-        with open(os.path.join(model_dir, "label.txt")) as f:
-            label = f.read().strip()
-        if label == "broken":
-            raise RuntimeError("cannot load weights: label says broken")
-        return label
-
-    def input_fn(body, content_type):
-        data = json.loads(body)
-        if "fail" in data:
-            raise RequestError(400, data["fail"])
-        if "crash" in data:
-            raise ValueError(data["crash"])
-        time.sleep(data.get("sleep", 0))
-        return data
-
-    def predict_fn(data, model):
-        return {"label": model, "pid": os.getpid(), "x": data.get("x")}
-
-    def output_fn(prediction, accept):
-        return json.dumps(prediction), "application/json"
-    """
-)
-
-
-def model_archive(label: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in (("label.txt", label), ("code/inference.py", HANDLER)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+HOSTING_ONLY = only("hosting", "sagemaker-runtime")
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +37,6 @@ def server(tmp_path_factory):
         tmp_path_factory.mktemp("hosting"), service_classes=HOSTING_ONLY
     ) as running:
         yield running
-
-
-def client(server: LocalAwsServer, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 1}, read_timeout=90),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -112,52 +54,6 @@ def s3(server):
     s3 = client(server, "s3")
     s3.create_bucket(Bucket=BUCKET)
     return s3
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def make_config(sm, s3, label: str, instances: int = 1) -> str:
-    """A model whose handler answers with ``label``, and an endpoint config serving it."""
-    name = unique("m")
-    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=model_archive(label))
-    register_model_and_config(sm, name, f"s3://{BUCKET}/{name}/model.tar.gz", instances, ROLE)
-    return name
-
-
-def deploy(sm, s3, label: str, instances: int = 1) -> tuple[str, str]:
-    config = make_config(sm, s3, label, instances)
-    endpoint = unique("ep")
-    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
-    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAIT)
-    return endpoint, config
-
-
-def invoke(runtime, endpoint: str, payload: dict) -> dict:
-    response = runtime.invoke_endpoint(
-        EndpointName=endpoint,
-        ContentType="application/json",
-        Accept="application/json",
-        Body=json.dumps(payload),
-    )
-    return json.loads(response["Body"].read())
-
-
-def error_of(call) -> ClientError:
-    with pytest.raises(ClientError) as caught:
-        call()
-    return caught.value
-
-
-def wait_for_status(sm, endpoint: str, wanted: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        described = sm.describe_endpoint(EndpointName=endpoint)
-        if described["EndpointStatus"] == wanted:
-            return described
-        assert time.monotonic() < deadline, f"{endpoint} stayed {described['EndpointStatus']}"
-        time.sleep(0.2)
 
 
 def test_endpoint_serves_the_handler_and_describes_itself(sm, runtime, s3, server):
@@ -478,52 +374,3 @@ def test_shutdown_leaves_no_model_server_behind(tmp_path):
     assert len(pids) == 2
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
-
-
-def test_application_auto_scaling_targets_are_honoured(tmp_path, monkeypatch):
-    monkeypatch.setattr(controller, "AUTOSCALING_INTERVAL_SECONDS", 0.3)
-    with LocalAwsServer(tmp_path, service_classes=HOSTING_ONLY) as local:
-        sm, s3, runtime, aas = (
-            client(local, name)
-            for name in ("sagemaker", "s3", "sagemaker-runtime", "application-autoscaling")
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        endpoint, _ = deploy(sm, s3, "scaled")
-        resource = f"endpoint/{endpoint}/variant/AllTraffic"
-        aas.register_scalable_target(
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            MinCapacity=2,
-            MaxCapacity=3,
-        )
-
-        def instances_reach(count: int) -> None:
-            deadline = time.monotonic() + 20
-            while True:
-                described = sm.describe_endpoint(EndpointName=endpoint)
-                variant = described["ProductionVariants"][0]
-                if described["EndpointStatus"] == "InService" and variant["CurrentInstanceCount"] == count:
-                    return
-                assert time.monotonic() < deadline, f"variant stayed at {variant['CurrentInstanceCount']}"
-                time.sleep(0.2)
-
-        instances_reach(2)  # MinCapacity
-        aas.put_scaling_policy(
-            PolicyName="invocations",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 2.0,
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-                },
-                "ScaleOutCooldown": 0,
-                "ScaleInCooldown": 3600,
-            },
-        )
-        for _ in range(20):
-            invoke(runtime, endpoint, {})
-        instances_reach(3)  # 20 invocations / 2 per instance wants 10, MaxCapacity caps it

@@ -49,11 +49,24 @@ class BrokenLambda(Service):
         raise KeyError("FunctionName")
 
 
+class ExtendedAutoScaling(Service):
+    """One operation of a moto-kept API served here, the rest left to moto, moto's answer reused."""
+
+    api = Api("application-autoscaling", moto_serves_the_rest=True)
+
+    @operation("DescribeScalableTargets")
+    def describe_scalable_targets(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.context.moto is not None
+        stored = self.context.moto.call("application-autoscaling", "DescribeScalableTargets", request)
+        return {"ScalableTargets": [{**t, "MaxCapacity": 99} for t in stored["ScalableTargets"]]}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAwsServer]:
     services = {
         "broken-sagemaker": f"{__name__}:BrokenSageMaker",
         "broken-lambda": f"{__name__}:BrokenLambda",
+        "extended-autoscaling": f"{__name__}:ExtendedAutoScaling",
     }
     with LocalAwsServer(tmp_path_factory.mktemp("protocol"), service_classes=services) as running:
         yield running
@@ -124,6 +137,33 @@ def test_a_bug_inside_a_handler_is_a_500_that_says_so(
     assert "KeyError: 'FunctionName'" in lam["Error"]["Message"]  # never "missing parameter"
     logged = [r for r in caplog.records if "failed inside local_aws" in r.getMessage()]
     assert len(logged) == 2 and all(r.exc_info for r in logged)
+
+
+def test_a_service_extends_a_moto_kept_api_operation_by_operation(server: LocalAwsServer) -> None:
+    """Unserved operations go to moto unread; a served one may build on moto's own answer;
+    moto's errors come back as the API's errors."""
+    autoscaling = client(server, "application-autoscaling", validate=True)
+    target = {"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/e/variant/v",
+              "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}  # fmt: skip
+    autoscaling.register_scalable_target(**target, MinCapacity=1, MaxCapacity=2)  # moto's
+    (described,) = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[target["ResourceId"]]
+    )["ScalableTargets"]  # the server is shared: other tests' targets are there too
+    assert (described["ResourceId"], described["MinCapacity"], described["MaxCapacity"]) == (
+        "endpoint/e/variant/v", 1, 99,
+    )  # fmt: skip
+    assert server.app.routing_table()["application-autoscaling"] == ["DescribeScalableTargets"]
+    missing = error_of(
+        lambda: autoscaling.deregister_scalable_target(**{**target, "ResourceId": "endpoint/x/variant/v"})
+    )
+    assert (
+        missing["Error"]["Code"] == "ValidationException"
+        and "No scalable target found" in missing["Error"]["Message"]
+    )
+    with pytest.raises(AwsError) as raised:
+        server.app.context.moto.call("application-autoscaling", "DeregisterScalableTarget",
+                                     {**target, "ResourceId": "endpoint/x/variant/v"})  # fmt: skip
+    assert (raised.value.code, raised.value.status) == ("ValidationException", 400)
 
 
 def test_a_body_that_is_not_json_is_the_apis_serialization_error(server: LocalAwsServer) -> None:

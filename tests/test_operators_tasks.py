@@ -88,13 +88,23 @@ def sagemaker():
         yield client
 
 
-def endpoint_config(sagemaker, name: str, instance_type: str, tags: dict[str, str] | None = None) -> str:
-    variant = {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1}
+def endpoint_config(
+    sagemaker, name: str, instance_type: str, tags: dict[str, str] | None = None, instances: int = 1
+) -> str:
+    variant = {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": instances}
     return sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[{**variant, "InstanceType": instance_type}],
         Tags=specs.tags(tags or {}),
     )["EndpointConfigArn"]
+
+
+ALARMS = ["ep/rollback/AllTraffic/5xx-errors", "ep/rollback/AllTraffic/model-latency-p99"]
+
+
+def described(sagemaker, name: str) -> dict:
+    """The create_endpoint_config task's XCom: the provider serializes DescribeEndpointConfig."""
+    return {"EndpointConfig": sagemaker.describe_endpoint_config(EndpointConfigName=name)}
 
 
 def test_prepare_endpoint_update_records_the_rollback_target_and_frees_the_variant(sagemaker):
@@ -108,21 +118,40 @@ def test_prepare_endpoint_update_records_the_rollback_target_and_frees_the_varia
         **specs.register_target_request(specs.variant_resource_id("ep"), 1, 2)
     )
     params = {"endpoint_name": "ep", "endpoint_instance_type": "ml.m5.xlarge"}
-    new = {"EndpointConfig": {"EndpointConfigName": "new", "EndpointConfigArn": new_arn}}
+    new = described(sagemaker, "new")
+    assert new["EndpointConfig"]["EndpointConfigArn"] == new_arn
 
-    assert tasks.prepare_endpoint_update(new, params=params) == {
-        "previous_endpoint_config": "old",
-        "deregistered_autoscaling": True,
-    }
+    prepared = tasks.prepare_endpoint_update(new, ALARMS, params=params)
+    assert (prepared["previous_endpoint_config"], prepared["deregistered_autoscaling"]) == ("old", True)
     assert autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
     # After the update (moto cannot UpdateEndpoint: an endpoint already on "new" stands for it).
     sagemaker.create_endpoint(EndpointName="ep-updated", EndpointConfigName="new")
-    rerun = tasks.prepare_endpoint_update(new, params={**params, "endpoint_name": "ep-updated"})
-    assert rerun == {"previous_endpoint_config": "old", "deregistered_autoscaling": False}
-    assert tasks.prepare_endpoint_update(new, params={**params, "endpoint_name": "first"}) == {
+    rerun = tasks.prepare_endpoint_update(new, ALARMS, params={**params, "endpoint_name": "ep-updated"})
+    assert (rerun["previous_endpoint_config"], rerun["deregistered_autoscaling"]) == ("old", False)
+    assert tasks.prepare_endpoint_update(new, ALARMS, params={**params, "endpoint_name": "first"}) == {
         "previous_endpoint_config": None,
         "deregistered_autoscaling": False,
+        "deployment_config": None,  # CreateEndpoint: the first deployment has no traffic to shift
     }
+
+
+@pytest.mark.parametrize(("instances", "routing"), [(1, "ALL_AT_ONCE"), (2, "CANARY")])
+def test_an_update_rolls_out_blue_green_as_a_canary_when_there_are_instances_for_one(
+    sagemaker, caplog, instances, routing
+):
+    endpoint_config(sagemaker, "old", "ml.m5.large")
+    endpoint_config(sagemaker, "new", "ml.m5.large", instances=instances)
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="old")
+    caplog.set_level("INFO", logger="dog_breed.tasks")
+    new = described(sagemaker, "new")
+    prepared = tasks.prepare_endpoint_update(new, ALARMS, params={"endpoint_name": "ep"})
+    deployment = prepared["deployment_config"]
+    assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == routing
+    assert deployment["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": name} for name in ALARMS]}
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert f"as {routing}" in logged
+    if instances == 1:  # the choice is logged with its reason
+        assert "ALL_AT_ONCE, not CANARY" in logged and "at most half" in logged
 
 
 def test_tag_endpoint_makes_the_endpoint_carry_its_configs_champion_tags(sagemaker):

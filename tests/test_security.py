@@ -40,18 +40,17 @@ BANDIT_PATHS = ("dags", "plugins", "model_scripts", "local_aws")
 SECRETS_BASELINE = REPO / ".secrets.baseline"
 SECURITY_REVIEW = Path(__file__).with_name("security_review.toml")
 
-# Actions that AWS does not scope to a resource (or, for the alarms, whose resources are named
-# by Application Auto Scaling itself), so Resource "*" is the only form that works.
+# Actions that AWS does not scope to a resource, so Resource "*" is the only form that works.
 UNSCOPABLE_ACTIONS = frozenset(
     {
         "cloudwatch:PutMetricData",
         "ecr:GetAuthorizationToken",
         "sts:GetCallerIdentity",
-        "cloudwatch:PutMetricAlarm",
-        "cloudwatch:DescribeAlarms",
-        "cloudwatch:DeleteAlarms",
         "sagemaker:ListModelPackages",  # the IAM reference lists no resource type for it
     }
+)
+ALARM_ACTIONS = frozenset(
+    {"cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"}
 )
 UNSCOPABLE_SERVICES = ("application-autoscaling:",)
 
@@ -212,6 +211,50 @@ def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_
             assert resource in registry_arns, f"{action} on another group's models: {resource}"
     registry_actions = {action for action, _, _ in grants(policy) if "ModelPackage" in action}
     assert registry_actions == REGISTRY_ACTIONS, "exactly the registry calls the pipeline makes"
+
+
+def test_airflow_worker_may_touch_only_this_endpoints_alarms():
+    """PutMetricAlarm / DescribeAlarms / DeleteAlarms: the rollback alarms (``<endpoint>/rollback/``,
+    a prefix no other endpoint's alarms can have: endpoint names have no "/") and the target
+    tracking alarms of this endpoint's variants, nothing else."""
+    from dog_breed.naming import rollback_alarm_name
+    from dog_breed.params import PipelineSettings
+    from dog_breed.specs import rollback_alarm_requests
+
+    policy = airflow_worker_policy(
+        region=REGION,
+        account=ACCOUNT,
+        dataset_s3_uri=DATASET_URI,
+        artifacts_s3_uri=ARTIFACTS_URI,
+        sagemaker_role_arn=f"arn:aws:iam::{ACCOUNT}:role/DogBreedSageMakerExecution",
+        endpoint_name=ENDPOINT,
+        function_name=FUNCTION,
+        model_package_group=GROUP,
+    )
+    alarm_arns = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
+    allowed = {
+        f"{alarm_arns}{ENDPOINT}/rollback/*",
+        f"{alarm_arns}TargetTracking-endpoint/{ENDPOINT}/variant/*",
+    }
+    granted = {(a, r) for a, r, _ in grants(policy) if a.startswith("cloudwatch:")}
+    alarm_grants = {(a, r) for a, r in granted if a in ALARM_ACTIONS}
+    assert alarm_grants == {(action, resource) for action in ALARM_ACTIONS for resource in allowed}
+    assert {a for a, _ in granted} - ALARM_ACTIONS <= UNSCOPABLE_ACTIONS
+
+    def allows(resource: str, name: str) -> bool:
+        return (alarm_arns + name).startswith(resource.removesuffix("*"))
+
+    settings = PipelineSettings.from_params({"endpoint_name": ENDPOINT})
+    for request in rollback_alarm_requests(settings):
+        assert any(allows(resource, request["AlarmName"]) for resource in allowed), request["AlarmName"]
+    tracking = f"TargetTracking-endpoint/{ENDPOINT}/variant/AllTraffic-AlarmHigh-0f1e2d3c"
+    assert any(allows(resource, tracking) for resource in allowed)
+    for foreign in (
+        rollback_alarm_name(f"{ENDPOINT}-staging", "AllTraffic", "5xx-errors"),
+        f"TargetTracking-endpoint/{ENDPOINT}-staging/variant/AllTraffic-AlarmHigh-0f1e2d3c",
+        "SomeoneElsesAlarm",
+    ):
+        assert not any(allows(resource, foreign) for resource in allowed), foreign
 
 
 # ------------------------------------------------------------------------ loopback only

@@ -193,3 +193,73 @@ def test_tags_go_to_aws_sorted_and_come_back_as_they_were():
     assert specs.tags(values) == [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]
     assert specs.tags_as_dict(specs.tags(values)) == values
     assert_valid("sagemaker", "AddTags", {"ResourceArn": "arn:aws:sagemaker:x", "Tags": specs.tags(values)})
+
+
+# -- blue/green rollout ----------------------------------------------------------------------------
+def test_rollback_alarms_are_valid_put_metric_alarm_requests_named_after_the_endpoint():
+    settings = PipelineSettings.from_params({"endpoint_name": "dogs", "latency_p99_threshold_ms": 750})
+    requests = specs.rollback_alarm_requests(settings)
+    for request in requests:
+        assert_valid("cloudwatch", "PutMetricAlarm", request)
+        assert request["AlarmName"].startswith("dogs/rollback/AllTraffic/")
+        assert request["Dimensions"] == [
+            {"Name": "EndpointName", "Value": "dogs"},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
+        assert request["TreatMissingData"] == "notBreaching"  # no traffic is no verdict
+    errors, latency = requests
+    assert (errors["MetricName"], errors["Statistic"]) == ("Invocation5XXErrors", "Sum")
+    assert errors["Threshold"] == 0 and errors["ComparisonOperator"] == "GreaterThanThreshold"
+    assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("ModelLatency", "p99")
+    assert latency["Threshold"] == 750_000  # ModelLatency is in microseconds
+    # A rerun builds the same requests: PutMetricAlarm then updates the same alarms.
+    assert specs.rollback_alarm_requests(settings) == requests
+
+
+def test_the_4xx_share_alarm_is_metric_math_over_the_endpoints_metrics():
+    request = specs.four_xx_share_alarm_request("dogs", 0.2)
+    assert_valid("cloudwatch", "PutMetricAlarm", request)
+    returned = [query for query in request["Metrics"] if query["ReturnData"]]
+    assert [query["Expression"] for query in returned] == ["errors / invocations"]
+    assert request["AlarmName"] == "dogs/rollback/AllTraffic/4xx-share"
+
+
+@pytest.mark.parametrize(
+    ("routing", "instances", "expected"),
+    [
+        ("CANARY", 2, "CANARY"),
+        ("CANARY", 1, "ALL_AT_ONCE"),
+        ("LINEAR", 4, "LINEAR"),
+        ("LINEAR", 1, "ALL_AT_ONCE"),
+        ("ALL_AT_ONCE", 3, "ALL_AT_ONCE"),
+    ],
+)
+def test_the_deployment_config_is_a_valid_update_and_falls_back_to_all_at_once_below_two_instances(
+    routing, instances, expected
+):
+    settings = PipelineSettings.from_params(
+        {"rollout_traffic_routing": routing, "rollout_canary_percent": 50, "rollout_linear_step_percent": 25}
+    )
+    config, why = specs.deployment_config(settings, instances, ["a", "b"])
+    update = {"EndpointName": "e", "EndpointConfigName": "c", "DeploymentConfig": config}
+    assert_valid("sagemaker", "UpdateEndpoint", update)
+    traffic = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert traffic["Type"] == expected and why.startswith(expected)
+    assert ("CanarySize" in traffic) == (expected == "CANARY")
+    assert ("LinearStepSize" in traffic) == (expected == "LINEAR")
+    assert config["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "a"}, {"AlarmName": "b"}]}
+    policy = config["BlueGreenUpdatePolicy"]
+    assert (policy["TerminationWaitInSeconds"], policy["MaximumExecutionTimeoutInSeconds"]) == (300, 3600)
+
+
+def test_rollout_params_must_leave_the_timeout_room_for_the_waits():
+    from dog_breed.params import SettingsError
+
+    with pytest.raises(SettingsError, match="rollout_max_execution_s"):
+        PipelineSettings.from_params(
+            {
+                "rollout_wait_interval_s": 600,
+                "rollout_termination_wait_s": 600,
+                "rollout_max_execution_s": 1000,
+            }
+        )

@@ -131,22 +131,26 @@ def test_without_a_blue_green_deployment_the_canary_section_is_empty() -> None:
     assert view_model.canary_view(None) == view_model.CanaryView(active=False)
 
 
-def test_a_canary_in_progress_shows_each_variants_share_and_status() -> None:
+def test_a_canary_in_progress_shows_each_fleets_share_and_phase() -> None:
+    """DescribeEndpoint as local_aws answers during a 50% canary (see test_local_aws_rollouts):
+    the live fleet's weight halved, the new fleet's the other half, the phase in VariantStatus."""
     endpoint = {
         **RECORDED["endpoint"],
         "EndpointStatus": "Updating",
+        "ProductionVariants": [{**RECORDED["endpoint"]["ProductionVariants"][0], "CurrentWeight": 0.5}],
         "PendingDeploymentSummary": {  # PendingDeploymentSummary / PendingProductionVariantSummary
             "EndpointConfigName": "dog-breed-pipeline-epc-new",
             "ProductionVariants": [
                 {
                     "VariantName": "AllTraffic",
-                    "CurrentWeight": 1.0,
+                    "CurrentWeight": 0.5,
                     "DesiredWeight": 1.0,
                     "CurrentInstanceCount": 2,
                     "DesiredInstanceCount": 2,
-                    "VariantStatus": [{"Status": "ActivatingTraffic", "StatusMessage": "canary"}],
+                    "VariantStatus": [
+                        {"Status": "Baking", "StatusMessage": "Canary: 1 of 2 instance(s) of the new fleet"}
+                    ],
                 },
-                {"VariantName": "Shadow", "CurrentWeight": 3.0, "DesiredWeight": 0.0, "VariantStatus": []},
             ],
         },
         "LastDeploymentConfig": {
@@ -165,11 +169,25 @@ def test_a_canary_in_progress_shows_each_variants_share_and_status() -> None:
     assert view.active and view.in_progress
     assert view.endpoint_config == "dog-breed-pipeline-epc-new"
     assert view.routing == "CANARY 10%, wait 300 s between steps"
-    assert [(t.variant, t.share, t.statuses) for t in view.traffic] == [
-        ("AllTraffic", 0.25, ["ActivatingTraffic"]),
-        ("Shadow", 0.75, []),
+    live_config = RECORDED["endpoint"]["EndpointConfigName"]
+    assert [(t.fleet, t.endpoint_config, t.variant, t.share, t.statuses) for t in view.traffic] == [
+        ("live", live_config, "AllTraffic", 0.5, []),
+        ("new", "dog-breed-pipeline-epc-new", "AllTraffic", 0.5, ["Baking"]),
     ]
+    assert view.traffic[1].messages == ["Canary: 1 of 2 instance(s) of the new fleet"]
     assert view.auto_rollback_alarms == ["dog-breed-5xx"]
+    assert view.failure_reason is None
+
+
+def test_a_rolled_back_update_shows_why() -> None:
+    endpoint = {
+        **RECORDED["endpoint"],
+        "FailureReason": "Rolled back to the previous endpoint configuration: CloudWatch alarm(s) [x] ...",
+        "LastDeploymentConfig": {
+            "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "CANARY"}}
+        },
+    }
+    assert view_model.canary_view(endpoint).failure_reason.startswith("Rolled back")
 
 
 def test_after_a_deployment_the_last_deployment_config_remains() -> None:

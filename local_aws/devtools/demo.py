@@ -3,7 +3,8 @@
 Generates a small dogImages-layout dataset (or takes ``DOGIMAGES_DIR``), starts
 local_aws, uploads the data to its S3, runs ``dog_breed_pipeline`` with ``airflow dags
 test`` under a demo profile of Params, and prints what the run produced. Exits non-zero
-if any step failed.
+if any step failed. With ``--runs 2`` the second run is a retraining: its blue/green canary
+is watched while it runs and printed as the traffic shares over time, then the final config.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ DEMO_PROFILE: dict[str, Any] = {
     "epochs": 6,
     "accuracy_threshold": 0.9,
     "smoke_test_images": 5,
+    # Two instances, so a retraining rolls out as a canary (it may hold at most half of them).
+    "autoscaling_min_capacity": 2,
 }
 
 # The end-to-end test's profile: the same path through every task, as small as it gets.
@@ -67,6 +71,8 @@ TINY_PROFILE: dict[str, Any] = {
     "champion_tolerance": 1.0,
     "smoke_test_images": 3,
 }
+
+
 def prepare_dataset(workdir: Path, profile: str) -> Path:
     given = os.environ.get("DOGIMAGES_DIR")
     if given:
@@ -180,10 +186,84 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
     except sagemaker.exceptions.ClientError as error:
         summary["endpoint"] = {"name": endpoint_name, "error": str(error)}
 
+    summary["rollout"] = rollout_summary(aws_url, endpoint_name)
     summary["smoke_test"] = xcom(env, run_id, "smoke_test")
     group = conf.get("model_package_group", "dog-breed-classifier")
     summary["registry"] = registry_summary(sagemaker, group, endpoint_name)
     return summary
+
+
+def rollout_summary(aws_url: str, endpoint_name: str) -> dict[str, Any]:
+    """How the endpoint's last update rolled out and what watches it: the routing, the rollback
+    alarms and their states, and the failure reason if SageMaker rolled it back."""
+    try:
+        endpoint = client("sagemaker", aws_url).describe_endpoint(EndpointName=endpoint_name)
+    except Exception as error:  # no endpoint yet: nothing rolled out
+        return {"error": str(error)}
+    deployment = endpoint.get("LastDeploymentConfig") or {}
+    routing = deployment.get("BlueGreenUpdatePolicy", {}).get("TrafficRoutingConfiguration")
+    names = [a["AlarmName"] for a in deployment.get("AutoRollbackConfiguration", {}).get("Alarms", [])]
+    alarms = client("cloudwatch", aws_url).describe_alarms(AlarmNames=names)["MetricAlarms"] if names else []
+    return {
+        "routing": routing or "none yet (the first deployment is CreateEndpoint, no canary)",
+        "rollback_alarms": {a["AlarmName"]: a["StateValue"] for a in alarms},
+        "failure_reason": endpoint.get("FailureReason"),
+    }
+
+
+class RolloutWatch:
+    """DescribeEndpoint sampled in a thread while a run deploys: one line per change of the
+    endpoint's status, configs, the share of traffic on the new fleet or the rollout's phase."""
+
+    def __init__(self, aws_url: str, endpoint_name: str, interval: float = 0.25):
+        self._sagemaker = client("sagemaker", aws_url)
+        self._endpoint = endpoint_name
+        self._interval = interval
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self.timeline: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._watch, name="rollout-watch", daemon=True)
+
+    def __enter__(self) -> RolloutWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                endpoint = self._sagemaker.describe_endpoint(EndpointName=self._endpoint)
+            except self._sagemaker.exceptions.ClientError:  # not created yet
+                continue
+            pending = endpoint.get("PendingDeploymentSummary") or {}
+            variant = (pending.get("ProductionVariants") or [{}])[0]
+            status = (variant.get("VariantStatus") or [{}])[0]
+            sample = {
+                "status": endpoint["EndpointStatus"],
+                "live_config": endpoint.get("EndpointConfigName"),
+                "new_config": pending.get("EndpointConfigName"),
+                "new_fleet_share": round(float(variant.get("CurrentWeight") or 0.0), 3) if pending else None,
+                "phase": status.get("StatusMessage") or status.get("Status"),
+            }
+            if not self.timeline or {k: v for k, v in self.timeline[-1].items() if k != "seconds"} != sample:
+                self.timeline.append({"seconds": round(time.monotonic() - self._started, 1), **sample})
+
+    def lines(self) -> list[str]:
+        out = []
+        for point in self.timeline:
+            share = (
+                ""
+                if point["new_fleet_share"] is None
+                else f"{point['new_fleet_share']:.0%} on the new fleet, "
+            )
+            phase = f" ({point['phase']})" if point["phase"] else ""
+            out.append(
+                f"+{point['seconds']:6.1f} s  {point['status']:<11} {share}live {point['live_config']}{phase}"
+            )
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,16 +286,27 @@ def main(argv: list[str] | None = None) -> int:
         count = upload_directory(aws.url, dataset, conf["dataset_s3_uri"])
         print(f"[demo] {count} images in {conf['dataset_s3_uri']}", flush=True)
         failed = False
+        endpoint_name = conf.get("endpoint_name", "dog-breed-classifier")
         for run in range(1, args.runs + 1):
             print(f"[demo] run {run}: airflow dags test {DAG_ID}; log in {workdir}", flush=True)
-            try:
-                env = run_pipeline(workdir, aws.url, conf, args.timeout)
-            except Exception as error:  # still print what was reached
-                print(f"[demo] run {run} failed: {error}", file=sys.stderr, flush=True)
-                env = airflow_environment(workdir / "airflow", aws.url)
+            with RolloutWatch(aws.url, endpoint_name) as watch:
+                try:
+                    env = run_pipeline(workdir, aws.url, conf, args.timeout)
+                except Exception as error:  # still print what was reached
+                    print(f"[demo] run {run} failed: {error}", file=sys.stderr, flush=True)
+                    env = airflow_environment(workdir / "airflow", aws.url)
             summary = summarize(aws.url, conf, env)
             print(json.dumps(summary, indent=2, default=str), flush=True)
             print(format_registry(summary["registry"]), flush=True)
+            if run > 1:
+                print(f"[demo] run {run}'s rollout of {endpoint_name}, traffic over time:", flush=True)
+                for line in watch.lines():
+                    print(f"[demo]   {line}", flush=True)
+                final = summary.get("endpoint", {})
+                print(
+                    f"[demo] final: {final.get('status')} on {final.get('config')}; {summary['rollout']}",
+                    flush=True,
+                )
             failed = failed or summary["run_state"] != "success"
     print(f"[demo] {'FAILED' if failed else 'done'} in {time.monotonic() - started:.0f} s", flush=True)
     return 1 if failed else 0

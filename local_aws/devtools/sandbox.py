@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from local_aws.infra import s3
+from local_aws.infra.clock import TIME_SCALE_ENV
 from local_aws.infra.processes import ProcessGroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +32,29 @@ SAMPLE_DATA = {
     "tiny": {"classes": 3, "per_class_train": 8, "per_class_eval": 3, "size": 40},
 }
 _READY = re.compile(r"local_aws ready on (http://\S+)")
+# The demo, `make airflow` and the end-to-end tests run local_aws's simulated minutes 60 times
+# faster (a canary's 5-minute bake takes 5 s); LOCAL_AWS_TIME_SCALE overrides it, 1 is AWS-exact.
+SANDBOX_TIME_SCALE = 60.0
+
+
+def sandbox_time_scale() -> float:
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    return float(raw) if raw else SANDBOX_TIME_SCALE
 
 
 class LocalAwsProcess:
     """``python -m local_aws`` in its own process group; ``with LocalAwsProcess(dir) as aws: aws.url``."""
 
-    def __init__(self, state_dir: Path | str, port: int = 0, log_path: Path | str | None = None):
+    def __init__(
+        self,
+        state_dir: Path | str,
+        port: int = 0,
+        log_path: Path | str | None = None,
+        time_scale: float | None = None,
+    ):
         self.state_dir = Path(state_dir)
         self.port = port
+        self.time_scale = sandbox_time_scale() if time_scale is None else time_scale
         self.log_path = Path(log_path) if log_path else self.state_dir / "local_aws.log"
         self.url = ""
         self._ready = threading.Event()
@@ -48,7 +64,7 @@ class LocalAwsProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.write_text("")
         command = [sys.executable, "-m", "local_aws", "--port", str(self.port)]
-        command += ["--state-dir", str(self.state_dir)]
+        command += ["--state-dir", str(self.state_dir), "--time-scale", f"{self.time_scale:g}"]
         # Its own group: its children (training, model servers, Lambda workers) die with it.
         self._group = ProcessGroup(
             command, name="local_aws", cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -56,7 +56,7 @@ def error_response(model: ServiceModel, error: AwsError) -> Response:
     headers = {"x-amzn-RequestId": request_id()}
     if error.code is not None:
         headers["x-amzn-ErrorType"] = error.code
-    if model.protocol == "json":
+    if model.resolved_protocol == "json":
         body: dict[str, Any] = {"__type": error.code, "message": error.message, **error.fields}
         content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.1')}"
     else:

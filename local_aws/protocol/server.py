@@ -5,6 +5,9 @@ credential scope's service) and that claims it: a json API by its ``X-Amz-Target
 a rest API by a route (SageMaker and SageMaker Runtime share the signing name
 ``sagemaker``). APIs no running service of local_aws serves go to moto, in this process.
 
+An API moto keeps but a service of ours extends (``Api(moto_serves_the_rest=True)``) is claimed
+the same way; its operations without a handler of ours go to moto unread.
+
 For an API of ours, every request goes the same way::
 
     route -> handler? -> size limit -> parse -> validate -> handler(dict) -> serialize
@@ -28,8 +31,10 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local_aws.protocol.api import Api, Handler, service_model
+from local_aws.infra.clock import Clock
+from local_aws.protocol.api import Api, Handler, Reply, service_model
 from local_aws.protocol.errors import AwsError, error_response
+from local_aws.protocol.moto_calls import MotoCalls
 from local_aws.protocol.parsing import MalformedRequest, parse_json_request, parse_rest_request
 from local_aws.protocol.routing import JsonRouter, RestRouter
 from local_aws.protocol.serializing import json_response, rest_response
@@ -58,8 +63,11 @@ class ServedApi:
     def __init__(self, api: Api):
         self.api = api
         self.model = service_model(api.name)
+        self.protocol = self.model.resolved_protocol  # what boto3 speaks to it
+        if self.protocol not in ("json", "rest-json"):
+            raise ValueError(f"local_aws speaks json and rest-json, not {api.name}'s {self.protocol}")
         self.router: JsonRouter | RestRouter = (
-            JsonRouter(self.model) if self.model.protocol == "json" else RestRouter(self.model)
+            JsonRouter(self.model) if self.protocol == "json" else RestRouter(self.model)
         )
         self.handlers: dict[str, Handler] = {}
 
@@ -83,15 +91,21 @@ class ServedApi:
                     f"local_aws does not implement {self.model.metadata['serviceId']} {operation.name}",
                     501,
                 )
-            if self.model.protocol == "json":
+            if self.protocol == "json":
                 params = parse_json_request(operation, body)
             else:
                 params = parse_rest_request(operation, labels, request.args, request.headers, body)
             require_valid(operation.input_shape, params, api.validation_error)
             result = handler(params) or {}
-            if self.model.protocol == "json":
-                return json_response(self.model.metadata.get("jsonVersion", "1.1"), operation, result)
-            return rest_response(operation, result)
+            extra_headers = {}
+            if isinstance(result, Reply):
+                result, extra_headers = result.result, result.headers
+            if self.protocol == "json":
+                response = json_response(self.model.metadata.get("jsonVersion", "1.1"), operation, result)
+            else:
+                response = rest_response(operation, result)
+            response.headers.update(extra_headers)
+            return response
         except MalformedRequest as error:
             return error_response(self.model, AwsError(api.malformed_request, str(error)))
         except AwsError as error:
@@ -100,6 +114,10 @@ class ServedApi:
             log.exception("%s %s failed inside local_aws", api.name, operation.name)
             message = f"local_aws internal error in {operation.name}: {type(error).__name__}: {error}"
             return error_response(self.model, AwsError(api.internal_error, message, 500))
+
+    def leaves_to_moto(self, operation: Any) -> bool:
+        """An operation of a moto-kept API that no service of ours serves."""
+        return self.api.moto_serves_the_rest and operation.name not in self.handlers
 
     def unknown(self, request: Request) -> Response:
         _drain(request)
@@ -141,6 +159,7 @@ class LocalAws:
 
         self.context = context
         self.moto = DomainDispatcherApplication(create_backend_app)
+        context.moto = MotoCalls(self.moto, context.region)
         self.apis: dict[str, ServedApi] = {}
         for name, dotted in service_classes.items():
             module_name, class_name = dotted.split(":")
@@ -172,7 +191,11 @@ class LocalAws:
                 operation, labels = claimed
                 if operation is None:
                     return served.unknown(request)(environ, start_response)
+                if served.leaves_to_moto(operation):
+                    return self.moto(environ, start_response)
                 return served.handle(operation, labels, request)(environ, start_response)
+        if all(served.api.moto_serves_the_rest for served in ours):
+            return self.moto(environ, start_response)  # e.g. a CloudWatch request in CBOR or query
         # Nothing claimed it: answer in the protocol the request looks like it speaks.
         wants_json = bool(request.headers.get("X-Amz-Target"))
         fallback = next((s for s in ours if isinstance(s.router, JsonRouter) == wants_json), ours[0])
@@ -196,8 +219,10 @@ class LocalAwsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         service_classes: dict[str, str] = SERVICES,
+        clock: Clock | None = None,
     ):
         self.state_dir = Path(state_dir)
+        self.clock = clock or Clock.from_environment()
         self.host = host
         self.port = port
         self.service_classes = service_classes
@@ -219,7 +244,9 @@ class LocalAwsServer:
             self.host, self.port, None, threaded=True, request_handler=MotoRequestHandler
         )
         context = Context(
-            state_dir=self.state_dir, endpoint_url=f"http://{self.host}:{self._server.server_port}"
+            state_dir=self.state_dir,
+            endpoint_url=f"http://{self.host}:{self._server.server_port}",
+            clock=self.clock,
         )
         self.app = LocalAws(context, self.service_classes)
         self._server.app = self.app

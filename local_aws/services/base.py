@@ -1,7 +1,8 @@
 """What every service is built on: the Context it is given and the Service base class.
 
 A service is constructed with the :class:`Context` (where its state lives, how to call back
-into this server, the shared CloudWatch Logs shipper, the other services) and serves the
+into this server, the shared CloudWatch Logs shipper, the clock its waits and periods run on,
+moto in-process, the other services) and serves the
 operations its methods are marked with (:func:`local_aws.protocol.api.operation`) for its
 ``api``. A service without an ``api`` (the autoscaling controller) only works in the
 background. ``shutdown()`` stops the processes and threads it started.
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from local_aws.infra.clock import Clock
 from local_aws.infra.cloudwatch_logs import LogShipper
 from local_aws.protocol.api import Api, Handler, handlers_of
+from local_aws.protocol.moto_calls import MotoCalls
 
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs agree across services
 
@@ -61,6 +64,8 @@ class Context:
     account_id: str = ACCOUNT_ID
     tags: TagStore = field(default_factory=TagStore)
     services: dict[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock)  # AWS's minutes, sped up by the time scale
+    moto: MotoCalls | None = None  # moto's APIs in-process (set by the server before services start)
     logs: LogShipper = field(init=False)  # CloudWatch Logs for every process the services run
 
     def __post_init__(self) -> None:

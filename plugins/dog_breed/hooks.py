@@ -110,6 +110,14 @@ class ApplicationAutoScalingHook(AwsBaseHook):
         return True
 
 
+class CloudWatchHook(AwsBaseHook):
+    """CloudWatch (``boto3.client("cloudwatch")``): the rollback alarms; the provider has no hook."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "cloudwatch"
+        super().__init__(*args, **kwargs)
+
+
 class PipelineLambdaHook(LambdaHook):
     """LambdaHook that also finds the pipeline's custom waiters (``waiters/lambda.json``), the way
     the provider's hooks find theirs: ``get_waiter("ProvisionedConcurrencyReady")``."""

@@ -87,6 +87,18 @@ def scaling_policy_name(endpoint_name: str, variant_name: str) -> str:
     return f"{endpoint_name}-{variant_name}-invocations-target"
 
 
+def rollback_alarm_prefix(endpoint_name: str) -> str:
+    """Every rollback alarm of an endpoint starts so (endpoint names have no "/", so no other
+    endpoint's alarms do): the IAM policy scopes the worker's CloudWatch alarm calls to it."""
+    return f"{endpoint_name}/rollback/"
+
+
+def rollback_alarm_name(endpoint_name: str, variant_name: str, kind: str) -> str:
+    """``<endpoint>/rollback/<variant>/<kind>``: one alarm per endpoint, variant and kind, so a
+    rerun puts (PutMetricAlarm is an upsert) the same alarm again."""
+    return f"{rollback_alarm_prefix(endpoint_name)}{variant_name}/{kind}"
+
+
 def lambda_role_name(function_name: str) -> str:
     """IAM role names allow 64 characters."""
     return f"{function_name}-lambda-role"[:64]

@@ -21,6 +21,7 @@ DEFAULT_ARTIFACTS_URI = "s3://dog-breed-pipeline/artifacts"
 DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/DogBreedSageMakerExecution"
 TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 APPROVAL_MODES = ("auto", "manual", "gate-then-manual")  # see dog_breed.approval
+TRAFFIC_ROUTINGS = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 
 # Trigger-form sections, in the order the form shows them: what a run changes most comes first.
 TRAINING = "Training"
@@ -173,6 +174,54 @@ class PipelineSettings:
     endpoint_instance_type: str = param(
         "ml.m5.large", "Instance type behind the endpoint.", ENDPOINT, pattern=_INSTANCE_TYPE
     )
+    rollout_traffic_routing: str = param(
+        "CANARY",
+        "How a retraining run shifts traffic to the new model (blue/green). A canary needs at least "
+        "2 instances (autoscaling_min_capacity); with 1 the run uses ALL_AT_ONCE and bakes.",
+        ENDPOINT,
+        enum=list(TRAFFIC_ROUTINGS),
+    )
+    rollout_canary_percent: int = param(
+        25,
+        "CANARY: share of the new fleet's instances that take traffic first (rounded down to whole "
+        "instances, at least one, at most half).",
+        ENDPOINT,
+        minimum=1,
+        maximum=50,
+    )
+    rollout_linear_step_percent: int = param(
+        25, "LINEAR: share of the instances added to the new fleet's traffic per step.", ENDPOINT,
+        minimum=10, maximum=50,
+    )  # fmt: skip
+    rollout_wait_interval_s: int = param(
+        300,
+        "Seconds of baking after each traffic shift (ALL_AT_ONCE: after the one shift), watched by the "
+        "rollback alarms.",
+        ENDPOINT,
+        minimum=0,
+        maximum=3600,
+    )
+    rollout_termination_wait_s: int = param(
+        300,
+        "Seconds of final baking with all traffic on the new fleet before the old one is terminated.",
+        ENDPOINT,
+        minimum=0,
+        maximum=3600,
+    )
+    rollout_max_execution_s: int = param(
+        3600,
+        "The whole blue/green update must finish within this, or SageMaker rolls it back.",
+        ENDPOINT,
+        minimum=600,
+        maximum=28800,
+    )
+    latency_p99_threshold_ms: int = param(
+        2000,
+        "Roll back when the model's p99 latency (ModelLatency) stays above this during a rollout.",
+        ENDPOINT,
+        minimum=1,
+        maximum=60000,
+    )
     # -- autoscaling
     autoscaling_min_capacity: int = param(
         1, "Endpoint instances, at least.", AUTOSCALING, minimum=1, maximum=20
@@ -236,6 +285,12 @@ class PipelineSettings:
             )
         if not self.batch_sizes:
             problems.append("batch_sizes is empty")
+        waits = self.rollout_wait_interval_s + self.rollout_termination_wait_s
+        if self.rollout_max_execution_s <= waits:
+            problems.append(
+                f"rollout_max_execution_s {self.rollout_max_execution_s} must exceed the waits "
+                f"(rollout_wait_interval_s + rollout_termination_wait_s = {waits})"
+            )
         if problems:
             raise SettingsError("; ".join(problems))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dog_breed.naming import lambda_role_name
+from dog_breed.naming import lambda_role_name, rollback_alarm_prefix
 from dog_breed.s3uri import split_s3_uri
-from dog_breed.specs import endpoint_arn
+from dog_breed.specs import endpoint_arn, variant_resource_id
 
 VERSION = "2012-10-17"
 
@@ -122,6 +122,7 @@ def airflow_worker_policy(
     group = model_package_group.lower()  # SageMaker lower-cases names in ARNs
     lambda_role = f"arn:aws:iam::{account}:role/{lambda_role_name(function_name)}"
     function = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
+    alarms = f"arn:aws:cloudwatch:{region}:{account}:alarm"
     return {
         "Version": VERSION,
         "Statement": [
@@ -252,14 +253,19 @@ def airflow_worker_policy(
                 },
             },
             {
-                "Sid": "AutoscalingAlarms",
+                # The rollback alarms the DAG keeps, and the ones target tracking creates on the
+                # caller's behalf (TargetTracking-<resource id>-AlarmHigh/Low-<uuid>): this endpoint's only.
+                "Sid": "EndpointAlarms",
                 "Effect": "Allow",
                 "Action": [
                     "cloudwatch:PutMetricAlarm",
                     "cloudwatch:DescribeAlarms",
                     "cloudwatch:DeleteAlarms",
                 ],
-                "Resource": "*",
+                "Resource": [
+                    f"{alarms}:{rollback_alarm_prefix(endpoint_name)}*",
+                    f"{alarms}:TargetTracking-{variant_resource_id(endpoint_name, '')}*",
+                ],
             },
             {"Sid": "WhoAmI", "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"},
         ],

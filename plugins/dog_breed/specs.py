@@ -1,4 +1,5 @@
-"""Pure builders: PipelineSettings -> boto3-shaped request dicts (SageMaker, Application Auto Scaling).
+"""Pure builders: PipelineSettings -> boto3-shaped request dicts (SageMaker, Application Auto
+Scaling, CloudWatch alarms).
 
 Image URIs and the Debugger rule image are arguments: a task resolves them at run
 time with the sagemaker SDK (``sagemaker.core.image_uris.retrieve`` and
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dog_breed.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVE
+from dog_breed.naming import rollback_alarm_name
 from dog_breed.params import PipelineSettings
 from dog_breed.registry import REPORT_CONTENT_TYPE
 
@@ -54,6 +56,11 @@ REALTIME_INSTANCE_TYPES = ("ml.c5.large", "ml.c5.xlarge", "ml.m5.large", "ml.m5.
 SERVICE_NAMESPACE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
+# The endpoint's CloudWatch metrics (per minute, by endpoint and variant) the rollback alarms watch.
+ENDPOINT_METRICS_NAMESPACE = "AWS/SageMaker"
+ALARM_PERIOD_S = 60
+ERRORS_5XX, LATENCY_P99, SHARE_4XX = "5xx-errors", "model-latency-p99", "4xx-share"
+MIN_CANARY_INSTANCES = 2  # a canary holds at most half of the instances
 
 
 def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
@@ -441,3 +448,108 @@ def scaling_policy_request(
             "ScaleOutCooldown": scale_out_cooldown,
         },
     }
+
+
+# -- blue/green rollout ------------------------------------------------------------------------
+def endpoint_dimensions(endpoint_name: str, variant_name: str = VARIANT_NAME) -> list[dict[str, str]]:
+    return [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant_name}]
+
+
+def _rollback_alarm(
+    endpoint_name: str, variant_name: str, kind: str, description: str, **metric: Any
+) -> dict[str, Any]:
+    return {
+        "AlarmName": rollback_alarm_name(endpoint_name, variant_name, kind),
+        "AlarmDescription": f"{description} Rolls a blue/green update of {endpoint_name} back.",
+        "ActionsEnabled": False,  # SageMaker reads its state during a rollout; nothing else acts on it
+        "ComparisonOperator": "GreaterThanThreshold",
+        # No traffic is no evidence against the new model.
+        "TreatMissingData": "notBreaching",
+        **metric,
+    }
+
+
+def rollback_alarm_requests(
+    settings: PipelineSettings, variant_name: str = VARIANT_NAME
+) -> list[dict[str, Any]]:
+    """PutMetricAlarm requests (upserts) for the alarms that roll a retraining's rollout back:
+    any 5XX answer within a minute, and the model's p99 latency above the threshold in 2 of 3
+    minutes (one slow first request of a fresh instance is not a verdict)."""
+    endpoint = settings.endpoint_name
+    metric = {
+        "Namespace": ENDPOINT_METRICS_NAMESPACE,
+        "Dimensions": endpoint_dimensions(endpoint, variant_name),
+        "Period": ALARM_PERIOD_S,
+    }
+    return [
+        _rollback_alarm(
+            endpoint, variant_name, ERRORS_5XX, "The model answered 5XX errors.",
+            MetricName="Invocation5XXErrors", Statistic="Sum", Threshold=0.0,
+            EvaluationPeriods=1, DatapointsToAlarm=1, **metric,
+        ),
+        _rollback_alarm(
+            endpoint, variant_name, LATENCY_P99,
+            f"The model's p99 latency exceeded {settings.latency_p99_threshold_ms} ms.",
+            MetricName="ModelLatency", ExtendedStatistic="p99",
+            Threshold=float(settings.latency_p99_threshold_ms * 1000),  # ModelLatency is in microseconds
+            EvaluationPeriods=3, DatapointsToAlarm=2, **metric,
+        ),
+    ]  # fmt: skip
+
+
+def four_xx_share_alarm_request(
+    endpoint_name: str, share: float, variant_name: str = VARIANT_NAME
+) -> dict[str, Any]:
+    """PutMetricAlarm: the share of 4XX answers (metric math ``errors / invocations``) above
+    ``share`` in a minute. Built and tested, not yet put by the DAG: it joins the rollback alarms
+    with the model registry's request validation (issue 11)."""
+
+    def metric(query_id: str, name: str) -> dict[str, Any]:
+        stat = {"Namespace": ENDPOINT_METRICS_NAMESPACE, "MetricName": name,
+                "Dimensions": endpoint_dimensions(endpoint_name, variant_name)}  # fmt: skip
+        return {"Id": query_id, "MetricStat": {"Metric": stat, "Period": ALARM_PERIOD_S, "Stat": "Sum"},
+                "ReturnData": False}  # fmt: skip
+
+    return _rollback_alarm(
+        endpoint_name, variant_name, SHARE_4XX, f"More than {share:.0%} of the requests got a 4XX answer.",
+        Metrics=[
+            metric("errors", "Invocation4XXErrors"),
+            metric("invocations", "Invocations"),
+            {"Id": "share", "Expression": "errors / invocations", "Label": "4XX share", "ReturnData": True},
+        ],
+        Threshold=float(share), EvaluationPeriods=1, DatapointsToAlarm=1,
+    )  # fmt: skip
+
+
+def deployment_config(
+    settings: PipelineSettings, instance_count: int, alarm_names: Iterable[str]
+) -> tuple[dict[str, Any], str]:
+    """UpdateEndpoint's DeploymentConfig for a retraining run, and why it routes as it does: the
+    routing Param, except that a canary (at most half of the instances) or a linear step needs at
+    least two instances, so with one the update is blue/green ALL_AT_ONCE with a baking period
+    watched by the same alarms."""
+    routing_type = settings.rollout_traffic_routing
+    wait, termination = settings.rollout_wait_interval_s, settings.rollout_termination_wait_s
+    why = f"{routing_type} as the rollout_traffic_routing Param asks"
+    if routing_type != "ALL_AT_ONCE" and instance_count < MIN_CANARY_INSTANCES:
+        why = (
+            f"ALL_AT_ONCE, not {routing_type}: the new fleet has {instance_count} instance(s) and a "
+            f"{routing_type.lower()} step may hold at most half of them; it bakes {wait} s + "
+            f"{termination} s watched by the alarms"
+        )
+        routing_type = "ALL_AT_ONCE"
+    routing: dict[str, Any] = {"Type": routing_type, "WaitIntervalInSeconds": wait}
+    if routing_type == "CANARY":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": settings.rollout_canary_percent}
+    elif routing_type == "LINEAR":
+        step = settings.rollout_linear_step_percent
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": step}
+    config = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": termination,
+            "MaximumExecutionTimeoutInSeconds": settings.rollout_max_execution_s,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names]},
+    }
+    return config, why

@@ -317,24 +317,37 @@ def deploy_configs(training: dict, review: dict, params: dict | None = None, dag
     }
 
 
-def prepare_endpoint_update(endpoint_config: dict, params: dict | None = None) -> dict[str, Any]:
+def prepare_endpoint_update(
+    endpoint_config: dict, rollback_alarms: list[str], params: dict | None = None
+) -> dict[str, Any]:
     """Before create/update: record the config to roll back to (kept as a tag on the new config,
-    so a rerun after the update still knows it) and deregister autoscaling when the instance
-    type changes (UpdateEndpoint refuses that on an auto-scaled variant)."""
+    so a rerun after the update still knows it), deregister autoscaling when the instance type
+    changes (UpdateEndpoint refuses that on an auto-scaled variant), and choose how the update
+    rolls out: a blue/green DeploymentConfig watched by ``rollback_alarms`` (none for the first
+    deployment, which CreateEndpoint makes with nothing to shift traffic from)."""
     from dog_breed.hooks import ApplicationAutoScalingHook, describe_or_none
 
     settings = PipelineSettings.from_params(params or {})
-    new_name = endpoint_config["EndpointConfig"]["EndpointConfigName"]
-    new_arn = endpoint_config["EndpointConfig"]["EndpointConfigArn"]
+    described = endpoint_config["EndpointConfig"]
+    new_name, new_arn = described["EndpointConfigName"], described["EndpointConfigArn"]
     sagemaker = _sagemaker(settings)
     endpoint = describe_or_none(sagemaker.describe_endpoint, settings.endpoint_name)
     if endpoint is None:
-        return {"previous_endpoint_config": None, "deregistered_autoscaling": False}
+        log.info("First deployment of %s: CreateEndpoint, no canary.", settings.endpoint_name)
+        return {
+            "previous_endpoint_config": None,
+            "deregistered_autoscaling": False,
+            "deployment_config": None,
+        }
+    instances = sum(int(v["InitialInstanceCount"]) for v in described["ProductionVariants"])
+    deployment, why = specs.deployment_config(settings, instances, rollback_alarms)
+    log.info("Rolling %s out as %s; rolls back on %s.", new_name, why, rollback_alarms)
     current = endpoint["EndpointConfigName"]
     if current == new_name:
         return {
             "previous_endpoint_config": sagemaker.tags(new_arn).get(gate.TAG_PREVIOUS_ENDPOINT_CONFIG),
             "deregistered_autoscaling": False,
+            "deployment_config": deployment,
         }
     sagemaker.add_tags(new_arn, {gate.TAG_PREVIOUS_ENDPOINT_CONFIG: current})
     old_type = sagemaker.describe_endpoint_config(current)["ProductionVariants"][0]["InstanceType"]
@@ -348,7 +361,11 @@ def prepare_endpoint_update(endpoint_config: dict, params: dict | None = None) -
             settings.endpoint_instance_type,
             deregistered,
         )
-    return {"previous_endpoint_config": current, "deregistered_autoscaling": deregistered}
+    return {
+        "previous_endpoint_config": current,
+        "deregistered_autoscaling": deregistered,
+        "deployment_config": deployment,
+    }
 
 
 def tag_endpoint(deployed: dict, params: dict | None = None) -> dict[str, str]:

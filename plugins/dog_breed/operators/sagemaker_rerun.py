@@ -14,7 +14,9 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
   training job);
 * endpoint: the provider operator's create-or-update, skipped when the endpoint already
   serves this endpoint config, waited for (deferred when deferrable) when it is still
-  getting there.
+  getting there. An update carries the run's DeploymentConfig (blue/green with alarm
+  rollback); once the endpoint is InService it must serve the new config, or SageMaker rolled
+  it back and the task fails with the endpoint's FailureReason, without a retry.
 """
 
 from __future__ import annotations
@@ -213,11 +215,26 @@ class IdempotentSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator)
         return super().execute(context)
 
 
+class EndpointRolledBack(AirflowFailException):
+    """The endpoint is InService on its old config: SageMaker rolled the update back (no retry:
+    another attempt would put the same model in front of traffic again)."""
+
+
 class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
     """SageMakerEndpointOperator (create, or update when it exists) that does not redeploy
-    an endpoint already serving the requested endpoint config."""
+    an endpoint already serving the requested endpoint config, updates with ``deployment_config``
+    (a blue/green DeploymentConfig; None: the plain update) and fails, with SageMaker's reason,
+    when the update ended InService on another config.
+
+    :param deployment_config: UpdateEndpoint's DeploymentConfig; not used to create (templated)
+    """
 
     operator_extra_links = (SageMakerEndpointLink(),)
+    template_fields = (*SageMakerEndpointOperator.template_fields, "deployment_config")
+
+    def __init__(self, *, deployment_config: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployment_config = deployment_config
 
     def execute(self, context: Any) -> dict:
         endpoint = self.config["EndpointName"]
@@ -225,7 +242,9 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
         wanted = self.config["EndpointConfigName"]
         current = describe_or_none(self.hook.describe_endpoint, endpoint)
         if current is None or current.get("EndpointConfigName") != wanted:
-            return super().execute(context)
+            if current is not None and current["EndpointStatus"] != "Failed":
+                self._prepare_update()
+            return self.confirm(super().execute(context))
         status = current["EndpointStatus"]
         if status in self.hook.endpoint_non_terminal_states:
             self.log.info("Endpoint %s is %s towards %s; waiting.", endpoint, status, wanted)
@@ -239,7 +258,33 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
             return super().execute(context)
         else:
             self.log.info("Endpoint %s already serves %s.", endpoint, wanted)
-        return {
-            "EndpointConfig": serialize(self.hook.describe_endpoint_config(wanted)),
-            "Endpoint": serialize(self.hook.describe_endpoint(endpoint)),
-        }
+        return self.confirm(
+            {
+                "EndpointConfig": serialize(self.hook.describe_endpoint_config(wanted)),
+                "Endpoint": serialize(self.hook.describe_endpoint(endpoint)),
+            }
+        )
+
+    def _prepare_update(self) -> None:
+        """UpdateEndpoint takes no Tags; it takes the DeploymentConfig."""
+        self.operation = "update"
+        self.config = {key: value for key, value in self.config.items() if key != "Tags"}
+        if self.deployment_config:
+            self.config["DeploymentConfig"] = self.deployment_config
+            policy = self.deployment_config.get("BlueGreenUpdatePolicy", {})
+            self.log.info("Blue/green update of %s: %s", self.config["EndpointName"], policy)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, dict]:
+        return self.confirm(super().execute_complete(context, event))
+
+    def confirm(self, result: dict) -> dict:
+        """``result`` (the operator's return value) if the endpoint serves the wanted config."""
+        endpoint = result["Endpoint"]
+        wanted = self.config["EndpointConfigName"]
+        if endpoint.get("EndpointConfigName") != wanted:
+            raise EndpointRolledBack(
+                f"{endpoint['EndpointName']} is {endpoint['EndpointStatus']} on "
+                f"{endpoint.get('EndpointConfigName')}, not on {wanted}: SageMaker rolled the update back. "
+                f"{endpoint.get('FailureReason', 'No reason given.')}"
+            )
+        return result

@@ -99,6 +99,9 @@ class VariantTraffic:
     desired_weight: float | None
     share: float | None
     statuses: list[str]
+    fleet: str = "live"  # "live": the config the endpoint serves; "new": the one being rolled out
+    endpoint_config: str | None = None
+    messages: list[str] = field(default_factory=list)  # VariantStatus messages (the rollout's phase)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class CanaryView:
     routing: str | None = None
     traffic: list[VariantTraffic] = field(default_factory=list)
     auto_rollback_alarms: list[str] = field(default_factory=list)
+    failure_reason: str | None = None  # why the last update ended on the old config (a rollback)
 
 
 @dataclass(frozen=True)
@@ -257,15 +261,19 @@ def model_package_view(arn: str | None, package: Mapping[str, Any] | None) -> Mo
 
 
 def canary_view(endpoint: Mapping[str, Any] | None) -> CanaryView:
-    """Traffic shares of a blue/green update: DescribeEndpoint's ``PendingDeploymentSummary``
-    while one runs, ``LastDeploymentConfig`` after; nothing until the first one."""
+    """Traffic shares of a blue/green update: while one runs (``PendingDeploymentSummary``), the
+    live fleet's variants and the new fleet's, each share its CurrentWeight over the sum of both
+    (SageMaker moves weight from the one to the other as traffic shifts); after it, the live
+    variants and ``LastDeploymentConfig``'s routing and alarms. Nothing until the first one."""
     endpoint = endpoint or {}
     pending = endpoint.get("PendingDeploymentSummary")
     deployment = endpoint.get("LastDeploymentConfig")
     if not pending and not deployment:
         return CanaryView(active=False)
-    variants = (pending or {}).get("ProductionVariants") or endpoint.get("ProductionVariants") or []
-    weights = [v.get("CurrentWeight") for v in variants]
+    fleets = [("live", endpoint.get("EndpointConfigName"), endpoint.get("ProductionVariants") or [])]
+    if pending:
+        fleets.append(("new", pending.get("EndpointConfigName"), pending.get("ProductionVariants") or []))
+    weights = [v.get("CurrentWeight") for _, _, variants in fleets for v in variants]
     total = sum(w for w in weights if w is not None)
     traffic = [
         VariantTraffic(
@@ -274,7 +282,11 @@ def canary_view(endpoint: Mapping[str, Any] | None) -> CanaryView:
             desired_weight=v.get("DesiredWeight"),
             share=(v["CurrentWeight"] / total) if total and v.get("CurrentWeight") is not None else None,
             statuses=[s.get("Status", "?") for s in v.get("VariantStatus") or []],
+            fleet=fleet,
+            endpoint_config=config,
+            messages=[s["StatusMessage"] for s in v.get("VariantStatus") or [] if s.get("StatusMessage")],
         )
+        for fleet, config, variants in fleets
         for v in variants
     ]
     policy = ((deployment or {}).get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration")
@@ -286,6 +298,7 @@ def canary_view(endpoint: Mapping[str, Any] | None) -> CanaryView:
         routing=routing_summary(policy) if policy else None,
         traffic=traffic,
         auto_rollback_alarms=[a.get("AlarmName", "?") for a in alarms],
+        failure_reason=endpoint.get("FailureReason") if deployment and not pending else None,
     )
 
 

@@ -3,7 +3,9 @@
 UpdateEndpoint brings the new config up beside the old one, swaps the two atomically once every
 new instance answers /ping, then drains and stops the old one: no request fails in between. If
 the new config cannot come up, the old one keeps serving and DescribeEndpoint says InService
-with a FailureReason, as SageMaker does.
+with a FailureReason, as SageMaker does. With a ``DeploymentConfig`` (or
+``RetainDeploymentConfig``) the update is a blue/green deployment with traffic shifting and
+alarm rollback instead (:mod:`.rollouts`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from local_aws.services.sagemaker.hosting.records import (
     HostingState,
     PendingUpdate,
     page_of_endpoints,
+)
+from local_aws.services.sagemaker.hosting.rollouts import (
+    BlueGreenRollout,
+    BlueGreenUpdate,
+    blue_green_policy,
+    check_alarms_exist,
+    plan_blue_green,
 )
 
 
@@ -54,13 +63,48 @@ class Endpoints:
         config = self._state.config(request["EndpointConfigName"])
         with self._state.lock:
             _require_in_service(endpoint, "update")
-            endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
-            endpoint.pending = PendingUpdate(config, now())
             current = endpoint.deployment
         if request.get("RetainAllVariantProperties") and current is not None:
             config = _retaining(config, current)
-        in_background(f"update-{endpoint.name}", lambda: self._update(endpoint, config))
+        deployment_config = request.get("DeploymentConfig")
+        if deployment_config is None and request.get("RetainDeploymentConfig"):
+            deployment_config = endpoint.last_deployment_config
+        blue_green = self._blue_green(endpoint, config, deployment_config, current)
+        with self._state.lock:
+            _require_in_service(endpoint, "update")  # again: another update may have started meanwhile
+            endpoint.status, endpoint.modified, endpoint.failure_reason = "Updating", now(), None
+            endpoint.pending = PendingUpdate(config, now())
+            rollout = None
+            if blue_green is not None:
+                rollout = BlueGreenRollout(self._state, self._deployments, endpoint, config, blue_green)
+            endpoint.rollout = rollout
+        if rollout is not None:
+            in_background(f"blue-green-{endpoint.name}", rollout.run)
+        else:
+            in_background(f"update-{endpoint.name}", lambda: self._update(endpoint, config))
         return {"EndpointArn": endpoint.arn}
+
+    def _blue_green(
+        self,
+        endpoint: EndpointRecord,
+        config: EndpointConfigRecord,
+        deployment_config: dict[str, Any] | None,
+        current: Deployment | None,
+    ) -> BlueGreenUpdate | None:
+        """The checked blue/green update a DeploymentConfig asks for (None: the plain swap)."""
+        policy = blue_green_policy(deployment_config)
+        if policy is None or deployment_config is None:
+            return None
+        new_names = sorted(v["VariantName"] for v in config.variants)
+        old_names = sorted(current.variants) if current is not None else new_names
+        if new_names != old_names:
+            raise validation_error(
+                f"For a blue/green deployment the endpoint configuration {config.name} must have the same "
+                f"variant names as the one the endpoint {endpoint.name} runs: {old_names}, not {new_names}."
+            )
+        plan = plan_blue_green(policy, sum(int(v["InitialInstanceCount"]) for v in config.variants))
+        check_alarms_exist(self._state.context, deployment_config)
+        return BlueGreenUpdate(deployment_config, plan)
 
     @operation("UpdateEndpointWeightsAndCapacities")
     def update_endpoint_weights_and_capacities(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -112,14 +156,20 @@ class Endpoints:
                 "CreationTime": endpoint.created,
                 "LastModifiedTime": endpoint.modified,
             }
+            rollout = endpoint.rollout
+            green_share = rollout.green_share() if rollout is not None else 0.0
             if endpoint.deployment is not None:
                 response["ProductionVariants"] = [
-                    _variant_summary(v) for v in endpoint.deployment.variants.values()
+                    _variant_summary(v, 1.0 - green_share) for v in endpoint.deployment.variants.values()
                 ]
             if endpoint.failure_reason:
                 response["FailureReason"] = endpoint.failure_reason
-            if endpoint.pending is not None:
+            if rollout is not None:
+                response["PendingDeploymentSummary"] = _blue_green_summary(rollout)
+            elif endpoint.pending is not None:
                 response["PendingDeploymentSummary"] = _pending_summary(endpoint.pending)
+            if endpoint.last_deployment_config is not None:
+                response["LastDeploymentConfig"] = endpoint.last_deployment_config
         return response
 
     @operation("ListEndpoints")
@@ -206,7 +256,9 @@ def _require_in_service(endpoint: EndpointRecord, verb: str) -> None:
         raise validation_error(f'Cannot {verb} in-progress endpoint "{endpoint.arn}".')
 
 
-def _variant_summary(variant: VariantFleet) -> dict[str, Any]:
+def _variant_summary(variant: VariantFleet, traffic: float = 1.0) -> dict[str, Any]:
+    """A running variant; ``traffic`` is the share of requests its fleet takes (its CurrentWeight
+    is the weight times that share while a blue/green update shifts traffic)."""
     return {
         "VariantName": variant.name,
         "DeployedImages": [
@@ -216,11 +268,36 @@ def _variant_summary(variant: VariantFleet) -> dict[str, Any]:
                 "ResolutionTime": variant.deployed_at,
             }
         ],
-        "CurrentWeight": variant.weight,
+        "CurrentWeight": variant.weight * traffic,
         "DesiredWeight": variant.weight,
         "CurrentInstanceCount": variant.current_count,
         "DesiredInstanceCount": variant.desired_count,
     }
+
+
+def _blue_green_summary(rollout: BlueGreenRollout) -> dict[str, Any]:
+    """The green fleet of a blue/green update: its weight is the share of traffic it takes, its
+    status the phase (Creating, Baking after each shift, with what the phase is in the message)."""
+    status = {"Status": rollout.status, "StatusMessage": rollout.message, "StartTime": rollout.status_since}
+    green = rollout.green
+    variants = []
+    for variant in rollout.config.variants:
+        running = green.variants.get(variant["VariantName"]) if green is not None else None
+        weight = float(variant.get("InitialVariantWeight", 1.0))
+        summary: dict[str, Any] = {
+            "VariantName": variant["VariantName"],
+            "CurrentWeight": weight * rollout.green_share(),
+            "DesiredWeight": weight,
+            "CurrentInstanceCount": running.current_count if running is not None else 0,
+            "DesiredInstanceCount": int(variant["InitialInstanceCount"]),
+            "InstanceType": variant["InstanceType"],
+            "VariantStatus": [status],
+        }
+        if running is not None:
+            summary["DeployedImages"] = _variant_summary(running)["DeployedImages"]
+        variants.append(summary)
+    started = rollout.started
+    return {"EndpointConfigName": rollout.config.name, "ProductionVariants": variants, "StartTime": started}
 
 
 def _pending_summary(pending: PendingUpdate) -> dict[str, Any]:

@@ -8,13 +8,11 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
 import random
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,6 @@ class VariantFleet:
     deployed_at: Any
     instances: list[ModelInstance] = field(default_factory=list)
     routable: list[ModelInstance] = field(default_factory=list)
-    invocations: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100_000))
     _cursor: itertools.count = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _scaling: threading.Lock = field(default_factory=threading.Lock)
@@ -71,16 +68,9 @@ class VariantFleet:
                     instance.in_flight.wait_idle(timeout=65)
                     instance.stop()
 
-    def invocations_last_minute(self) -> int:
-        """SageMaker's ``Invocations`` metric over the last minute (what target tracking reads)."""
-        cutoff = time.monotonic() - 60
-        with self._lock:
-            return sum(1 for moment in self.invocations if moment >= cutoff)
-
     def candidates(self) -> list[ModelInstance]:
         """Routable instances in round-robin order: each request starts one further along."""
         with self._lock:
-            self.invocations.append(time.monotonic())
             routable = list(self.routable)
             start = next(self._cursor) % len(routable) if routable else 0
         return routable[start:] + routable[:start]

@@ -11,12 +11,15 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local_aws.protocol.errors import validation_error
 from local_aws.services.base import Context
 from local_aws.services.sagemaker.hosting.fleet import Deployment
 from local_aws.services.sagemaker.listing import list_page
+
+if TYPE_CHECKING:
+    from local_aws.services.sagemaker.hosting.rollouts import BlueGreenRollout
 
 
 @dataclasses.dataclass
@@ -56,8 +59,10 @@ class EndpointRecord:
     created: dt.datetime
     modified: dt.datetime
     failure_reason: str | None = None
-    deployment: Deployment | None = None
+    deployment: Deployment | None = None  # the fleet serving (blue, while a blue/green update runs)
     pending: PendingUpdate | None = None
+    rollout: BlueGreenRollout | None = None  # a blue/green update under way
+    last_deployment_config: dict[str, Any] | None = None
     deleted: bool = False
 
 
