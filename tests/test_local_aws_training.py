@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
+import os
+import re
 import tarfile
 import time
 
@@ -18,6 +21,8 @@ from local_aws_training_support import (
     wait_for_training,
     wait_until,
 )
+
+from dog_breed.ui import view_model
 
 # Prints metrics, records what the training contract gave it, saves a "model".
 CONTRACT_SCRIPT = """
@@ -327,14 +332,6 @@ def test_debugger_rules_are_evaluated_from_metrics_or_honestly_not_at_all(local_
         upload_source(local_aws, script),
         DebugHookConfig={"S3OutputPath": f"s3://{BUCKET}/debug"},
         DebugRuleConfigurations=rules,
-        ProfilerConfig={"S3OutputPath": f"s3://{BUCKET}/profiler"},
-        ProfilerRuleConfigurations=[
-            {
-                "RuleConfigurationName": "ProfilerReport",
-                "RuleEvaluatorImage": "rule-image",
-                "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
-            }
-        ],
     )
     sagemaker.create_training_job(**request)
     in_progress = sagemaker.describe_training_job(TrainingJobName="debugged-job")
@@ -352,10 +349,189 @@ def test_debugger_rules_are_evaluated_from_metrics_or_honestly_not_at_all(local_
     assert statuses["Overfit"]["RuleEvaluationStatus"] == "IssuesFound"
     assert statuses["VanishingGradient"]["RuleEvaluationStatus"] == "Stopped"
     assert "does not evaluate" in statuses["VanishingGradient"]["StatusDetails"]
-    profiler = description["ProfilerRuleEvaluationStatuses"][0]
-    assert profiler["RuleEvaluationStatus"] == "Stopped" and "does not evaluate" in profiler["StatusDetails"]
     assert description["DebugHookConfig"] == {"S3OutputPath": f"s3://{BUCKET}/debug"}
+    assert "ProfilingStatus" not in description
+
+
+# Busy for four "epochs" on every host, metrics from algo-1 only (as train.py's main rank),
+# a few MB written to disk, phase lines, then idle long enough for an incremental upload.
+PROFILED_SCRIPT = """
+import os, time
+host = os.environ["SM_CURRENT_HOST"]
+for epoch in range(1, 5):
+    began = time.time()
+    while time.time() - began < 0.3:
+        pass
+    if host == "algo-1":
+        print(f"[metrics] epoch={epoch} train_loss={1 / epoch:.4f} valid_loss=0.5", flush=True)
+with open("written.bin", "wb") as file:
+    file.write(os.urandom(4_000_000))
+    file.flush()
+    os.fsync(file.fileno())
+os.remove("written.bin")
+print("[timing] phase=start seconds=0.100")
+print("[timing] phase=data seconds=0.050")
+print("[timing] phase=train seconds=1.200", flush=True)
+time.sleep(2.5)
+"""
+SYSTEM_FILE = re.compile(
+    r"^profiler/(?P<job>[^/]+)/profiler-output/system/incremental/(?P<hour>\d{10})/"
+    r"(?P<minute>\d{10})\.(?P<host>algo-\d+)\.json$"
+)
+
+
+def profiler_rule(name: str, **parameters: str) -> dict:
+    return {
+        "RuleConfigurationName": name,
+        "RuleEvaluatorImage": "rule-image",
+        "RuleParameters": {"rule_to_invoke": "ProfilerReport", **parameters},
+    }
+
+
+def profiler_statuses(sagemaker, name: str) -> dict[str, dict]:
+    """The profiler rules' statuses once none is InProgress (they end after the job, as on AWS)."""
+
+    def described() -> dict:
+        return sagemaker.describe_training_job(TrainingJobName=name)
+
+    wait_until(
+        lambda: all(
+            s["RuleEvaluationStatus"] != "InProgress" for s in described()["ProfilerRuleEvaluationStatuses"]
+        ),
+        timeout=120,
+    )
+    return {s["RuleConfigurationName"]: s for s in described()["ProfilerRuleEvaluationStatuses"]}
+
+
+def test_a_profiled_job_writes_its_system_metrics_where_debugger_does_and_a_profiler_report(local_aws):
+    sagemaker, s3 = client(local_aws, "sagemaker"), client(local_aws, "s3")
+    local_aws.app.context.services["training"].profiler_upload_seconds = 0.5
+    rules = [
+        profiler_rule("ProfilerReport"),
+        profiler_rule("ProfilerReport-strict", MaxInitializationTime_threshold="0"),
+        profiler_rule("ProfilerReport-typo", StepOutlier_sigma="2"),
+        {
+            "RuleConfigurationName": "init-time",
+            "RuleEvaluatorImage": "rule-image",
+            "RuleParameters": {"rule_to_invoke": "MaxInitializationTime", "threshold": "0"},
+        },
+    ]
+    request = training_request(
+        "profiled-job",
+        upload_source(local_aws, PROFILED_SCRIPT),
+        instance_count=2,
+        ProfilerConfig={"S3OutputPath": f"s3://{BUCKET}/profiler/", "ProfilingIntervalInMilliseconds": 100},
+        ProfilerRuleConfigurations=rules,
+    )
+    sagemaker.create_training_job(**request)
+    created = sagemaker.describe_training_job(TrainingJobName="profiled-job")
+    assert {s["RuleEvaluationStatus"] for s in created["ProfilerRuleEvaluationStatuses"]} == {"InProgress"}
+
+    def uploaded_while_training() -> bool:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="profiler/profiled-job/profiler-output/system/")
+        status = sagemaker.describe_training_job(TrainingJobName="profiled-job")["TrainingJobStatus"]
+        assert listed.get("KeyCount", 0) == 0 or status == "InProgress", "nothing was uploaded before the end"
+        return listed.get("KeyCount", 0) > 0
+
+    wait_until(uploaded_while_training, timeout=60, interval=0.2)
+    description = wait_for_training(sagemaker, "profiled-job")
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     assert description["ProfilingStatus"] == "Enabled"
+    statuses = profiler_statuses(sagemaker, "profiled-job")
+
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="profiler/profiled-job/")["Contents"]]
+    system_files = [SYSTEM_FILE.match(key) for key in keys if "/system/incremental/" in key]
+    assert system_files and all(system_files), keys
+    assert "profiler/profiled-job/profiler-output/system/training_job_end.ts" in keys
+    records = []
+    for found in system_files:
+        minute = int(found["minute"])
+        assert minute % 60 == 0
+        assert found["hour"] == dt.datetime.fromtimestamp(minute, dt.UTC).strftime("%Y%m%d%H")
+        body = s3.get_object(Bucket=BUCKET, Key=found.group(0))["Body"].read().decode()
+        for line in body.splitlines():
+            record = json.loads(line)
+            assert set(record) == {"Name", "Type", "Timestamp", "Value", "Dimension", "NodeId"}
+            assert record["NodeId"] == found["host"]
+            assert minute <= record["Timestamp"] < minute + 60
+            records.append(record)
+    cores = {f"cpu{n}" for n in range(os.cpu_count())}
+    cpu = [r for r in records if r["Type"] == "cpu"]
+    assert {r["Name"] for r in cpu} == cores and {r["Dimension"] for r in cpu} == {"CPUUtilization"}
+    assert {r["NodeId"] for r in records} == {"algo-1", "algo-2"}
+    assert all(0 <= r["Value"] <= 100 for r in cpu) and max(r["Value"] for r in cpu) > 0
+    assert {(r["Type"], r["Name"]) for r in records if r["Type"] != "cpu"} == {
+        ("memory", "MemoryUsedPercent"),
+        ("i/o", "ReadThroughputInBytesPerSecond"),
+        ("i/o", "WriteThroughputInBytesPerSecond"),
+    }
+    written = [r["Value"] for r in records if r["Name"] == "WriteThroughputInBytesPerSecond"]
+    assert max(written) > 0
+
+    report = statuses["ProfilerReport"]
+    assert report["RuleEvaluationStatus"] == "NoIssuesFound", report
+    assert "Not enough data for" in report["StatusDetails"] and "Not applicable" in report["StatusDetails"]
+    strict = statuses["ProfilerReport-strict"]
+    assert strict["RuleEvaluationStatus"] == "IssuesFound"
+    assert strict["StatusDetails"].startswith("Issues: MaxInitializationTime: Initialization")
+    assert statuses["init-time"]["RuleEvaluationStatus"] == "IssuesFound"
+    assert statuses["ProfilerReport-typo"]["RuleEvaluationStatus"] == "Error"
+    assert "StepOutlier has no parameter 'sigma'" in statuses["ProfilerReport-typo"]["StatusDetails"]
+
+    output = "profiler/profiled-job/rule-output/ProfilerReport/profiler-output"
+    html_object = s3.get_object(Bucket=BUCKET, Key=f"{output}/profiler-report.html")
+    assert html_object["ContentType"].startswith("text/html")
+    html = html_object["Body"].read().decode()
+    for chart in ("cpu-algo-1", "cpu-algo-2", "memory", "disk-io", "epoch-durations", "phases"):
+        assert f'id="{chart}" class="plotly-graph-div"' in html, chart
+    assert "CPU utilization over time, algo-2" in html and "<script src=" not in html
+    assert len(re.findall(r'<tr data-rule="\w+">', html)) == 11
+    for rule in ("CPUBottleneck", "StepOutlier", "BatchSize", "OverallSystemUsage", "Dataloader"):
+        rule_json = json.loads(
+            s3.get_object(Bucket=BUCKET, Key=f"{output}/profiler-reports/{rule}.json")["Body"].read()
+        )
+        assert set(rule_json) == {"RuleTriggered", "Violations", "Details", "Datapoints", "RuleParameters"}
+    usage = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"{output}/profiler-reports/OverallSystemUsage.json")["Body"].read()
+    )
+    assert set(usage["Details"]["CPU"]) == {"algo-1", "algo-2"}
+    # the model page looks for the report exactly there
+    assert (
+        view_model.profiler_report_location(description)[0] == f"s3://{BUCKET}/{output}/profiler-report.html"
+    )
+    assert {k for k in keys if k.endswith("profiler-report.html")} == {
+        f"profiler/profiled-job/rule-output/{name}/profiler-output/profiler-report.html"
+        for name in ("ProfilerReport", "ProfilerReport-strict")
+    }
+
+
+def test_profiler_rules_that_have_nothing_to_evaluate_end_in_error_with_the_reason(local_aws):
+    sagemaker, s3 = client(local_aws, "sagemaker"), client(local_aws, "s3")
+    source = upload_source(local_aws, "import time; time.sleep(0.5)")
+    sagemaker.create_training_job(
+        **training_request(
+            "profiling-off",
+            source,
+            ProfilerConfig={"DisableProfiler": True},
+            ProfilerRuleConfigurations=[profiler_rule("ProfilerReport")],
+        )
+    )
+    sagemaker.create_training_job(
+        **training_request(
+            "no-profiler", source, ProfilerRuleConfigurations=[profiler_rule("ProfilerReport")]
+        )
+    )
+
+    disabled = profiler_statuses(sagemaker, "profiling-off")["ProfilerReport"]
+    missing = profiler_statuses(sagemaker, "no-profiler")["ProfilerReport"]
+
+    assert sagemaker.describe_training_job(TrainingJobName="profiling-off")["ProfilingStatus"] == "Disabled"
+    assert (
+        disabled["RuleEvaluationStatus"] == "Error" and "DisableProfiler is set" in disabled["StatusDetails"]
+    )
+    assert missing["RuleEvaluationStatus"] == "Error" and "no ProfilerConfig" in missing["StatusDetails"]
+    for job in ("profiling-off", "no-profiler"):
+        assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"profiler/{job}/").get("KeyCount", 0) == 0
 
 
 def test_checkpoints_are_restored_before_and_saved_after(local_aws):
@@ -392,6 +568,14 @@ def test_checkpoints_are_restored_before_and_saved_after(local_aws):
             "InstanceCount",
         ),
         ({"AlgorithmSpecification": {"TrainingInputMode": "Pipe"}}, "input modes"),
+        (
+            {"ProfilerConfig": {"ProfilingIntervalInMilliseconds": 500}},
+            "ProfilerConfig.S3OutputPath is required",
+        ),
+        (
+            {"ProfilerConfig": {"S3OutputPath": "s3://sm-test/p", "ProfilingIntervalInMilliseconds": 300}},
+            "must be one of 100, 200, 500, 1000, 5000, 60000, not 300",
+        ),
     ],
 )
 def test_bad_requests_are_validation_errors(local_aws, change, message):

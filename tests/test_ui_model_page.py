@@ -7,6 +7,7 @@ run. Screenshots go to tests/artifacts/ (git-ignored; README's picture is a copy
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 
 import httpx
@@ -127,3 +128,35 @@ def test_a_person_sees_the_model_its_runs_and_curves_and_follows_a_tasks_link(
             '"TrainingJobStatus": "Completed"', timeout=UI_TIMEOUT_MS
         )
         page.screenshot(path=str(ARTIFACTS / "training_job_link.png"))
+
+
+def test_a_person_opens_the_live_models_profiler_report_and_sees_it_drawn(
+    airflow_stack: AirflowStack, page_api: httpx.Client, first_run: dict
+) -> None:
+    from playwright.sync_api import expect
+
+    profiler = page_api.get("/api/model-page").json()["profiler"]
+    assert profiler["available"], profiler  # local_aws wrote the live model's report
+    assert profiler["rule_status"] in {"NoIssuesFound", "IssuesFound"}, profiler
+    served = page_api.get("/profiler-report", params={"training_job": profiler["training_job"]})
+    assert served.status_code == 200
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        log_in(page, airflow_stack)
+        page.goto(f"{airflow_stack.api_url}/dog-breed/")
+        link = page.locator("#profiler-report a")
+        expect(link).to_have_text(f"ProfilerReport of {profiler['training_job']}")
+        with page.context.expect_page() as opened:
+            link.click()  # target=_blank: the report opens in its own tab, sandboxed
+        report = opened.value
+        expect(report.locator("#rule-status")).to_contain_text(profiler["rule_status"], timeout=UI_TIMEOUT_MS)
+        expect(report.locator("#rules tbody tr")).to_have_count(11)
+        expect(report.locator('#rules tr[data-rule="MaxInitializationTime"]')).to_contain_text("no issue")
+        # plotly drew every chart (its SVG), titled as the report names them
+        expect(report.locator("#cpu-algo-1 .main-svg").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(report.locator("#cpu-algo-1 .gtitle")).to_have_text("CPU utilization over time, algo-1")
+        for chart in ("memory", "disk-io", "epoch-durations", "phases"):
+            expect(report.locator(f"#{chart} .main-svg").first).to_be_visible()
+        expect(report.locator("#cpu-algo-1 .scatterlayer .trace")).to_have_count(os.cpu_count() + 1)
+        report.screenshot(path=str(ARTIFACTS / "profiler_report.png"), full_page=True)

@@ -14,9 +14,13 @@ epoch-level metric series, as a *local approximation*:
   ``patience_validation`` (default 10) points.
 
 Training loss is the first metric whose name matches ``train...loss``; validation loss
-the first matching ``valid|val|eval...loss``. Every other rule (tensor rules,
-ProfilerReport and the other profiler rules) is reported as ``Stopped`` with
-StatusDetails saying local_aws does not evaluate it: never as ``NoIssuesFound``.
+the first matching ``valid|val|eval...loss``.
+
+The ProfilerReport rule and the profiler rules of :mod:`.profiler_rules` stay ``InProgress``
+when the job ends: :mod:`.profiler` evaluates them on the job's system metrics once its
+instances have stopped (on AWS too a rule's processing job outlives the training job). Every
+other rule (tensor rules, custom rule images) is reported as ``Stopped`` with StatusDetails
+saying local_aws does not evaluate it: never as ``NoIssuesFound``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from local_aws.services.base import now
+from local_aws.services.sagemaker.training import profiler_rules
 
 Series = list[float]
 History = dict[str, list[tuple[dt.datetime, float]]]
@@ -54,9 +59,10 @@ def _evaluation_job_arn(job_arn: str, configuration_name: str) -> str:
     return f"{prefix}:processing-job/{job}-{configuration_name[:20].lower()}-{digest}"
 
 
-def _status(
+def rule_status(
     job_arn: str, configuration: dict[str, Any], status: str, details: str | None = None
 ) -> dict[str, Any]:
+    """One entry of Debug/ProfilerRuleEvaluationStatuses."""
     entry = {
         "RuleConfigurationName": configuration["RuleConfigurationName"],
         "RuleEvaluationJobArn": _evaluation_job_arn(job_arn, configuration["RuleConfigurationName"]),
@@ -70,7 +76,7 @@ def _status(
 
 def initial_statuses(request: dict[str, Any], job_arn: str) -> dict[str, list[dict[str, Any]]]:
     return {
-        kind: [_status(job_arn, configuration, "InProgress") for configuration in request[kind]]
+        kind: [rule_status(job_arn, configuration, "InProgress") for configuration in request[kind]]
         for kind in RULE_KINDS
         if request.get(kind)
     }
@@ -82,9 +88,18 @@ def final_statuses(
     statuses: dict[str, list[dict[str, Any]]] = {}
     for kind in RULE_KINDS:
         for configuration in request.get(kind) or []:
-            status, details = evaluate(configuration, history)
-            statuses.setdefault(kind, []).append(_status(job_arn, configuration, status, details))
+            if kind == "ProfilerRuleConfigurations" and evaluated_on_the_profile(configuration):
+                status, details = "InProgress", None
+            else:
+                status, details = evaluate(configuration, history)
+            statuses.setdefault(kind, []).append(rule_status(job_arn, configuration, status, details))
     return statuses
+
+
+def evaluated_on_the_profile(configuration: dict[str, Any]) -> bool:
+    """Whether :mod:`.profiler` evaluates this profiler rule after the job."""
+    name = rule_name(configuration)
+    return name == profiler_rules.PROFILER_REPORT or name in profiler_rules.RULES
 
 
 def evaluate(configuration: dict[str, Any], history: History) -> Evaluation:
@@ -99,11 +114,19 @@ def evaluate(configuration: dict[str, Any], history: History) -> Evaluation:
     return evaluator(parameters, _series(history, TRAIN_LOSS), _series(history, VALID_LOSS))
 
 
-def _series(history: History, pattern: re.Pattern[str]) -> tuple[str, Series] | None:
+def metric_points(
+    history: History, pattern: re.Pattern[str]
+) -> tuple[str, list[tuple[dt.datetime, float]]] | None:
+    """The first metric (by name) matching ``pattern``, with its scraped (time, value) points."""
     for metric in sorted(history):
         if pattern.search(metric):
-            return metric, [value for _, value in history[metric]]
+            return metric, history[metric]
     return None
+
+
+def _series(history: History, pattern: re.Pattern[str]) -> tuple[str, Series] | None:
+    found = metric_points(history, pattern)
+    return (found[0], [value for _, value in found[1]]) if found else None
 
 
 def _missing(rule: str, what: str) -> Evaluation:

@@ -10,6 +10,8 @@ from local_aws.services.sagemaker.api import s3_location
 from local_aws.services.sagemaker.training.toolkit import decode_hyperparameters
 
 DEFAULT_MAX_RUNTIME_SECONDS = 86400
+# ProfilerConfig.ProfilingIntervalInMilliseconds: the values the API documents.
+PROFILING_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 MAX_LOCAL_INSTANCES = 8  # processes on one machine; more would only thrash
 
 
@@ -38,6 +40,7 @@ def checked_training_request(request: dict[str, Any]) -> dict[str, Any]:
         except re.error as error:
             raise validation_error(f"Invalid regex for metric {definition['Name']!r}: {error}") from error
     _check_channels(request.get("InputDataConfig", []), algorithm["TrainingInputMode"])
+    _check_profiler(request)
     decoded = decode_hyperparameters(request.get("HyperParameters", {}))
     for key in ("sagemaker_program", "sagemaker_submit_directory"):
         if not decoded.get(key):
@@ -56,6 +59,26 @@ def checked_training_request(request: dict[str, Any]) -> dict[str, Any]:
             )
     resources = {"VolumeSizeInGB": 30, **resources, "InstanceCount": count}
     return {**request, "StoppingCondition": stopping, "ResourceConfig": resources}
+
+
+def _check_profiler(request: dict[str, Any]) -> None:
+    config = request.get("ProfilerConfig")
+    if config and not config.get("DisableProfiler"):
+        if not config.get("S3OutputPath"):
+            raise validation_error(
+                "ProfilerConfig.S3OutputPath is required unless DisableProfiler is set (local_aws has no "
+                "default bucket for the system metrics)."
+            )
+        s3_location(config["S3OutputPath"])
+        interval = config.get("ProfilingIntervalInMilliseconds")
+        if interval is not None and interval not in PROFILING_INTERVALS_MS:
+            allowed = ", ".join(map(str, PROFILING_INTERVALS_MS))
+            raise validation_error(
+                f"ProfilerConfig.ProfilingIntervalInMilliseconds must be one of {allowed}, not {interval}."
+            )
+    for rule in request.get("ProfilerRuleConfigurations") or []:
+        if rule.get("S3OutputPath"):
+            s3_location(rule["S3OutputPath"])
 
 
 def _check_channels(channels: list[dict[str, Any]], default_mode: str) -> None:

@@ -33,6 +33,7 @@ from local_aws.protocol.errors import AwsError
 from local_aws.services.base import Context, now
 from local_aws.services.sagemaker.training import debugger_rules
 from local_aws.services.sagemaker.training.job import JobFailed, JobInterrupted, TrainingJob
+from local_aws.services.sagemaker.training.profiler import TrainingProfiler
 from local_aws.services.sagemaker.training.toolkit import (
     TOOLKIT_PREFIX,
     HostLayout,
@@ -103,6 +104,7 @@ class JobRunner:
     # -- the whole life of the job ---------------------------------------------------------
     def run(self) -> None:
         job = self.job
+        profiler = TrainingProfiler(self.service, job, self.job_dir, self.processes)
         try:
             self._prepare()
             self._check_interrupt()
@@ -110,6 +112,7 @@ class JobRunner:
             self._download_inputs()
             self._check_interrupt()
             job.transition("Training", "Training image download completed. Training in progress.")
+            profiler.start()
             self._train()
             job.transition("Uploading", "Uploading generated training model")
             self._upload_outputs()
@@ -136,6 +139,7 @@ class JobRunner:
             self._terminate_processes()
             for host_log in self.host_logs:
                 host_log.close()
+            profiler.stop()  # the profiler rules end after the job, as their processing jobs do on AWS
             self._save_description()
 
     def _prepare(self) -> None:

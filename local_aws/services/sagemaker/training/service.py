@@ -28,6 +28,7 @@ class TrainingService(Service):
 
     api = SAGEMAKER
     stop_grace_seconds = 10.0  # AWS allows 120 s between SIGTERM and SIGKILL; locally less is enough
+    profiler_upload_seconds = 60.0  # how often the system metrics so far go to S3 while a job runs
 
     def __init__(self, context: Context):
         super().__init__(context)
