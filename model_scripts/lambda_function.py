@@ -8,8 +8,11 @@ Events:
   JSON body with the direct event's fields.
 
 The endpoint is ``ENDPOINT_NAME``. Bad events get a 400 without calling the
-endpoint; the container's own 4xx answers pass through; everything else that
-goes wrong upstream is a 502 with the reason. The handler never raises.
+endpoint, among them an image whose leading bytes are not the JPEG or PNG
+signature its content type names (``application/x-image``: either); an event
+over Lambda's 6 MB synchronous payload limit is a 413. The container's own
+4xx answers pass through; everything else that goes wrong upstream is a 502
+with the reason. The handler never raises.
 """
 
 from __future__ import annotations
@@ -35,15 +38,34 @@ IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image
 MAX_TOP_K = 20
 LATENCY_FIELD = "latency_ms"
 DEFAULT_CONTENT_TYPE = "image/jpeg"
+# Lambda's synchronous invocation payload limit (AWS refuses a bigger Invoke before the
+# handler runs; checked here too, so any other way in gets the same answer).
+MAX_EVENT_BYTES = 6 * 1024 * 1024
 # InvokeEndpoint takes at most 6 MB; keep room for the JSON wrapper when top_k is sent.
 MAX_ENDPOINT_BODY_BYTES = 6 * 1024 * 1024 - 1024
 JSON_HEADERS = {"Content-Type": "application/json"}
+# The leading bytes each accepted format starts with; application/x-image is either.
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SIGNATURES = {
+    "image/jpeg": {"JPEG": JPEG_SIGNATURE},
+    "image/png": {"PNG": PNG_SIGNATURE},
+    "application/x-image": {"JPEG": JPEG_SIGNATURE, "PNG": PNG_SIGNATURE},
+}
 
 _runtime_client: Any = None
 
 
 class BadRequest(ValueError):
     """The event cannot be sent to the endpoint."""
+
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    """The event, or the request it would make, is over a payload limit."""
+
+    status = 413
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,27 @@ def _top_k(value: Any) -> int | None:
     return value
 
 
+def _event_bytes(event: Any) -> int:
+    """The fewest bytes the event's JSON document can take: if even that is over the limit,
+    the payload Lambda received was (escapes or spaces only make it bigger)."""
+    try:
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return 0  # not JSON (an in-process call): the checks below say what is wrong with it
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def _check_signature(image: bytes, media_type: str) -> None:
+    """The bytes must start as the content type says; a mislabelled or non-image body stops here."""
+    formats = SIGNATURES[media_type]
+    if not any(image.startswith(signature) for signature in formats.values()):
+        expected = " or ".join(formats)
+        raise BadRequest(
+            f"the image is not a {expected} file (content type {media_type}): "
+            f"it starts with bytes {image[:8].hex(' ')}"
+        )
+
+
 def _endpoint_request(image: bytes, content_type: Any, top_k: int | None) -> EndpointRequest:
     media_type = _media_type(content_type or DEFAULT_CONTENT_TYPE)
     if media_type not in IMAGE_CONTENT_TYPES:
@@ -107,13 +150,14 @@ def _endpoint_request(image: bytes, content_type: Any, top_k: int | None) -> End
         raise BadRequest(f"content_type {content_type!r} is not one of {accepted}")
     if not image:
         raise BadRequest("image is empty")
+    _check_signature(image, media_type)
     if top_k is None:
         request = EndpointRequest(image, media_type)  # raw bytes: no base64 overhead
     else:
         payload = {"image": base64.b64encode(image).decode("ascii"), "top_k": top_k}
         request = EndpointRequest(json.dumps(payload).encode("utf-8"), "application/json")
     if len(request.body) > MAX_ENDPOINT_BODY_BYTES:
-        raise BadRequest(
+        raise PayloadTooLarge(
             f"image of {len(image)} bytes makes a {len(request.body)}-byte request; "
             f"the endpoint accepts at most {MAX_ENDPOINT_BODY_BYTES}"
         )
@@ -147,6 +191,11 @@ def _from_proxy(event: dict[str, Any]) -> EndpointRequest:
 
 
 def parse_event(event: Any) -> EndpointRequest:
+    size = _event_bytes(event)
+    if size > MAX_EVENT_BYTES:
+        raise PayloadTooLarge(
+            f"the event is {size} bytes; Lambda's synchronous payload limit is {MAX_EVENT_BYTES} bytes"
+        )
     if not isinstance(event, dict):
         raise BadRequest("event must be a JSON object")
     if "body" in event and "image" not in event:
@@ -197,7 +246,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             return _response(500, {"error": "ENDPOINT_NAME is not configured"})
         return invoke(endpoint_name, request)
     except BadRequest as error:
-        return _response(400, {"error": str(error)})
+        return _response(error.status, {"error": str(error)})
     except Exception as error:  # the contract is "never raises": report, don't crash the invocation
         logger.exception("unexpected failure")
         return _response(500, {"error": f"internal error: {type(error).__name__}: {error}"})

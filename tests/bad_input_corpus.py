@@ -207,8 +207,27 @@ def lambda_cases() -> list[LambdaCase]:
                 json.dumps({"image": "\u0000\u202e🐕"}, ensure_ascii=False), "application/json", False
             ),
         ),
-        # over the limits: the image alone is over the endpoint's 6 MB payload limit
+        # the leading bytes are not the signature the content type names (checked at the edge)
+        LambdaCase("direct/png-labelled-jpeg", direct_event(b64(encoded(jpeg, "PNG")))),
+        LambdaCase("direct/jpeg-labelled-png", direct_event(good, content_type="image/png")),
+        LambdaCase(
+            "direct/png-no-content-type", direct_event(b64(encoded(jpeg, "PNG")), content_type=_MISSING)
+        ),
+        LambdaCase(
+            "direct/gif-as-x-image",
+            direct_event(b64(encoded(jpeg, "GIF")), content_type="application/x-image"),
+        ),
+        LambdaCase(
+            "direct/webp-as-x-image",
+            direct_event(b64(encoded(jpeg, "WEBP")), content_type="application/x-image", top_k=_MISSING),
+        ),
+        LambdaCase("proxy/png-labelled-jpeg", proxy_event(b64(encoded(jpeg, "PNG")), "image/jpeg", True)),
+        # over the limits: the image alone is over the endpoint's 6 MB payload limit, the
+        # events over Lambda's 6 MB synchronous payload limit
         LambdaCase("direct/image-over-6mb", direct_event(b64(b"\xff\xd8\xff" + b"\x00" * OVER_6_MB))),
+        LambdaCase(
+            "proxy/body-over-6mb", proxy_event(b64(b"\xff\xd8\xff" + b"\x00" * OVER_6_MB), "image/jpeg", True)
+        ),
     ]
     return cases
 

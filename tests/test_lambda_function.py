@@ -16,6 +16,10 @@ from botocore.stub import Stubber
 ENDPOINT = "dog-breed-endpoint"
 IMAGE = b"\xff\xd8\xff\xe0fake-jpeg-bytes"
 IMAGE_B64 = base64.b64encode(IMAGE).decode()
+PNG = b"\x89PNG\r\n\x1a\nfake-png-bytes"
+PNG_B64 = base64.b64encode(PNG).decode()
+GIF_B64 = base64.b64encode(b"GIF89a\x10\x00\x10\x00fake-gif-bytes").decode()
+SIX_MB = 6 * 1024 * 1024
 ANSWER = {"predictions": [{"breed": "Akita", "class_folder": "004.Akita", "index": 3, "probability": 0.9}]}
 
 
@@ -54,15 +58,22 @@ def test_direct_event_sends_the_raw_image(runtime):
 
 
 def test_direct_event_with_top_k_sends_json(runtime):
-    expected = json.dumps({"image": IMAGE_B64, "top_k": 3}).encode()
+    expected = json.dumps({"image": PNG_B64, "top_k": 3}).encode()
     expect_call(runtime, expected, "application/json")
-    status, _ = call({"image": IMAGE_B64, "content_type": "image/png", "top_k": 3})
+    status, _ = call({"image": PNG_B64, "content_type": "image/png", "top_k": 3})
     assert status == 200
 
 
 def test_api_gateway_base64_image_body(runtime):
-    expect_call(runtime, IMAGE, "image/png")
-    event = {"body": IMAGE_B64, "isBase64Encoded": True, "headers": {"content-type": "image/png"}}
+    expect_call(runtime, PNG, "image/png")
+    event = {"body": PNG_B64, "isBase64Encoded": True, "headers": {"content-type": "image/png"}}
+    assert call(event)[0] == 200
+
+
+@pytest.mark.parametrize("image", [IMAGE, PNG], ids=["jpeg", "png"])
+def test_application_x_image_takes_either_signature(runtime, image):
+    expect_call(runtime, image, "application/x-image")
+    event = {"image": base64.b64encode(image).decode(), "content_type": "application/x-image"}
     assert call(event)[0] == 200
 
 
@@ -97,7 +108,17 @@ BAD_EVENTS = {
     "top_k too big": {"image": IMAGE_B64, "top_k": 21},
     "top_k bool": {"image": IMAGE_B64, "top_k": True},
     "top_k float": {"image": IMAGE_B64, "top_k": 2.5},
-    "too large": {"image": base64.b64encode(b"\0" * (6 * 1024 * 1024)).decode()},
+    "png labelled jpeg": {"image": PNG_B64, "content_type": "image/jpeg"},
+    "jpeg labelled png": {"image": IMAGE_B64, "content_type": "image/png"},
+    "png without a content type (jpeg by default)": {"image": PNG_B64},
+    "gif as x-image": {"image": GIF_B64, "content_type": "application/x-image"},
+    "text as jpeg": {"image": base64.b64encode(b"a dog, in words").decode()},
+    "one byte of the jpeg signature": {"image": base64.b64encode(b"\xff").decode()},
+    "proxy png labelled jpeg": {
+        "body": PNG_B64,
+        "isBase64Encoded": True,
+        "headers": {"Content-Type": "image/jpeg"},
+    },
     "proxy empty body": {"body": "", "headers": {"Content-Type": "image/jpeg"}},
     "proxy null body": {"body": None},
     "proxy binary not base64": {"body": "rawbytes", "headers": {"Content-Type": "image/jpeg"}},
@@ -118,6 +139,39 @@ def test_malformed_events_are_400_without_calling_the_endpoint(runtime, event):
     status, body = call(event)  # the Stubber has no responses queued: any call would fail the test
     assert status == 400
     assert isinstance(body["error"], str) and len(body["error"].split()) >= 2
+
+
+def test_a_signature_mismatch_says_what_the_bytes_are(runtime):
+    status, body = call({"image": PNG_B64, "content_type": "image/jpeg"})
+    assert status == 400
+    assert "not a JPEG" in body["error"] and "89 50 4e 47" in body["error"], body
+
+
+OVER_6_MB = {
+    "direct": {"image": base64.b64encode(b"\xff\xd8\xff" + b"\0" * SIX_MB).decode()},
+    "proxy": {
+        "body": base64.b64encode(b"\xff\xd8\xff" + b"\0" * SIX_MB).decode(),
+        "isBase64Encoded": True,
+        "headers": {"Content-Type": "image/jpeg"},
+    },
+    "many small fields": {"image": IMAGE_B64, "padding": ["x" * 1000] * (SIX_MB // 1000)},
+}
+
+
+@pytest.mark.parametrize("event", OVER_6_MB.values(), ids=OVER_6_MB.keys())
+def test_an_event_over_lambdas_6_mb_limit_is_413_without_calling_the_endpoint(runtime, event):
+    status, body = call(event)
+    assert status == 413
+    assert "6291456" in body["error"] and "payload limit" in body["error"], body
+
+
+def test_an_event_just_under_the_limit_goes_through(runtime):
+    # Compact JSON of {"image":"<b64>"} is 12 bytes of wrapper around the base64 text.
+    image = b"\xff\xd8\xff" + b"\0" * ((SIX_MB - 12) // 4 * 3 - 3)
+    event = {"image": base64.b64encode(image).decode()}
+    assert len(json.dumps(event, separators=(",", ":"))) <= SIX_MB
+    expect_call(runtime, image, "image/jpeg")
+    assert call(event)[0] == 200
 
 
 def test_container_4xx_passes_through(runtime):

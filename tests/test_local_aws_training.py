@@ -157,6 +157,39 @@ def test_successful_job_runs_the_entry_point_under_the_training_contract(local_a
     assert any("train_loss=0.3333" in m for m in messages)
     assert "a warning on stderr" in messages
     assert any("requirements.txt" in m and "local environment" in m for m in messages)
+    # The runner's own phases, in training_telemetry's format, after the script's lines.
+    timings = [m for m in messages if m.startswith("[timing]")]
+    assert [t.split()[1] for t in timings] == ["phase=download", "phase=upload"]
+    assert messages.index(timings[0]) < messages.index("a warning on stderr") < messages.index(timings[1])
+    assert all(re.fullmatch(r"\[timing\] phase=\w+ seconds=\d+\.\d{3}", t) for t in timings)
+
+
+def test_compression_none_uploads_the_model_and_output_files_uncompressed(local_aws):
+    sagemaker, s3 = client(local_aws, "sagemaker"), client(local_aws, "s3")
+    script = """
+    import os
+    model_dir, data_dir = os.environ["SM_MODEL_DIR"], os.environ["SM_OUTPUT_DATA_DIR"]
+    os.makedirs(os.path.join(model_dir, "code"))
+    open(os.path.join(model_dir, "model.pth"), "wb").write(b"weights")
+    open(os.path.join(model_dir, "code", "inference.py"), "w").write("# handler")
+    open(os.path.join(data_dir, "report.txt"), "w").write("report")
+    """
+    request = training_request("uncompressed-job", upload_source(local_aws, script))
+    request["OutputDataConfig"]["CompressionType"] = "NONE"
+    sagemaker.create_training_job(**request)
+
+    description = wait_for_training(sagemaker, "uncompressed-job")
+
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    prefix = "output/uncompressed-job/output/"
+    assert description["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{BUCKET}/{prefix}model/"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    assert sorted(o["Key"][len(prefix) :] for o in listed) == [
+        "data/report.txt",
+        "model/code/inference.py",
+        "model/model.pth",
+    ]
+    assert s3.get_object(Bucket=BUCKET, Key=f"{prefix}model/model.pth")["Body"].read() == b"weights"
 
 
 def test_failing_job_reports_the_script_error(local_aws):

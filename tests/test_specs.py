@@ -64,6 +64,7 @@ def test_tuning_uses_the_shared_metric_definitions_and_sdk_style_hyperparameters
     assert json.loads(static["sagemaker_submit_directory"]) == SUBMIT
     assert json.loads(static["epochs"]) == 2
     assert json.loads(static["export-onnx"]) is False  # a trial's model is never served
+    assert definition["OutputDataConfig"]["CompressionType"] == "NONE"  # ... so it is not packed either
     assert all(isinstance(v, str) for v in static.values())
     ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
     assert {r["Name"] for r in ranges["ContinuousParameterRanges"]} == {"lr", "weight-decay"}
@@ -94,6 +95,8 @@ def test_training_request_is_valid_with_debugger_profiler_and_checkpoints(tensor
     assert request["ResourceConfig"]["InstanceCount"] == instances
     assert request["HyperParameters"]["lr"] == "0.001"
     assert json.loads(request["HyperParameters"]["export-onnx"]) is True  # the served model gets int8
+    # CreateModel's ModelDataUrl takes the model.tar.gz that the default (GZIP) output makes.
+    assert "CompressionType" not in request["OutputDataConfig"]
     assert request["CheckpointConfig"]["S3Uri"].endswith("/checkpoints/dog-breed-pipeline-train-1234abcd/")
     assert [r["RuleConfigurationName"] for r in request["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
     if tensor_rules:

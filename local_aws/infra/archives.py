@@ -7,13 +7,13 @@ import tarfile
 from pathlib import Path
 
 
-def tar_directory(source: Path) -> bytes:
-    """The gzipped tar of what is in ``source`` (entries relative to it, sorted)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+def tar_directory(source: Path, destination: Path, compresslevel: int = 9) -> Path:
+    """Write ``destination``, the gzipped tar of what is in ``source`` (entries relative to it,
+    sorted). ``compresslevel`` is zlib's: 0 stores (still a valid gzip stream), 9 is tarfile's default."""
+    with tarfile.open(destination, mode="w:gz", compresslevel=compresslevel) as archive:
         for path in sorted(source.iterdir()):
             archive.add(path, arcname=path.name)
-    return buffer.getvalue()
+    return destination
 
 
 def extract_tar(archive: bytes | Path, destination: Path) -> None:

@@ -222,7 +222,12 @@ def tuning_job_request(
             "AlgorithmSpecification": _algorithm(training_image_uri, time_series=False),
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": input_data_config(settings.dataset_s3_uri),
-            "OutputDataConfig": {"S3OutputPath": f"{settings.artifacts_s3_uri}/tuning/"},
+            # A trial's model is never served: uploaded as files, it skips tar.gz packing (the
+            # definition takes OutputDataConfig.CompressionType, as CreateTrainingJob does).
+            "OutputDataConfig": {
+                "S3OutputPath": f"{settings.artifacts_s3_uri}/tuning/",
+                "CompressionType": "NONE",
+            },
             "ResourceConfig": {
                 "InstanceType": settings.tuning_instance_type,
                 "InstanceCount": 1,

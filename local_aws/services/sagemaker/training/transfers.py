@@ -1,24 +1,32 @@
-"""A channel's S3 objects, and downloading them into an instance's input directory."""
+"""A channel's S3 objects, and downloading a job's objects into its instances' input directories."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local_aws.infra.s3 import split_s3_uri
+from local_aws.infra.s3 import download_object, run_transfers, split_s3_uri
 
 
-def channel_objects(s3: Any, source: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(bucket, key, path relative to the channel dir) for every object a channel holds."""
+@dataclass(frozen=True, order=True)
+class S3Object:
+    bucket: str
+    key: str
+    relative: str  # its path under the channel directory
+    size: int | None = None  # from the listing; a manifest does not say
+
+
+def channel_objects(s3: Any, source: dict[str, Any]) -> list[S3Object]:
+    """Every object a channel (or checkpoint prefix) holds."""
     bucket, prefix = split_s3_uri(source["S3Uri"])
     if source.get("S3DataType", "S3Prefix") == "ManifestFile":
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix)["Body"].read())
         base_bucket, base_key = split_s3_uri(manifest[0]["prefix"])
-        return [(base_bucket, base_key + rel, rel) for rel in manifest[1:]]
-    objects: list[tuple[str, str, str]] = []
+        return [S3Object(base_bucket, base_key + rel, rel) for rel in manifest[1:]]
+    objects: list[S3Object] = []
     directory = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
@@ -31,18 +39,20 @@ def channel_objects(s3: Any, source: dict[str, Any]) -> list[tuple[str, str, str
                 relative = key[len(prefix) :].lstrip("/")
             else:  # a sibling that shares the prefix text, e.g. train2/ for prefix train
                 relative = key[len(directory) :]
-            objects.append((bucket, key, relative))
+            objects.append(S3Object(bucket, key, relative, item.get("Size")))
     return objects
 
 
-def download_objects(s3: Any, objects: Iterable[tuple[str, str, str]], target: Path) -> int:
-    def fetch(item: tuple[str, str, str]) -> None:
-        bucket, key, relative = item
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(path))
-
-    items = list(objects)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(fetch, items))
-    return len(items)
+def download_objects(
+    s3: Any, downloads: list[tuple[S3Object, Path]], cancelled: threading.Event | None = None
+) -> int:
+    """Each object into its directory, all in one bounded pool (every channel at once)."""
+    return run_transfers(
+        (
+            lambda item=item, directory=directory: download_object(
+                s3, item.bucket, item.key, directory / item.relative, item.size
+            )
+            for item, directory in downloads
+        ),
+        cancelled,
+    )
