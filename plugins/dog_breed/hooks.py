@@ -59,7 +59,6 @@ class PipelineSageMakerHook(SageMakerHook):
             self.add_tags(endpoint_arn, champion)
         return champion
 
-
     # -- the model registry ---------------------------------------------------------------------
     def find_model_package(self, group: str, key: str, value: str) -> dict | None:
         """The newest version of ``group`` whose customer metadata has ``key`` = ``value``
