@@ -28,7 +28,7 @@ import pytest
 
 from local_aws.devtools import demo
 from local_aws.devtools.registry_summary import registry_summary
-from local_aws.devtools.sandbox import LocalAwsProcess, airflow, client, upload_directory
+from local_aws.devtools.sandbox import LocalAwsProcess, airflow, client, rerun_tasks, upload_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
@@ -227,13 +227,8 @@ def test_rerunning_each_task_of_a_finished_run_creates_nothing_new(finished_run)
     url, env, run_id = finished_run["url"], finished_run["env"], finished_run["run_id"]
     before = resource_counts(url)
     log = finished_run["workdir"] / "reruns.log"
-    failed = []
-    for task_id in dag_task_ids(env):
-        try:
-            airflow(["tasks", "test", demo.DAG_ID, task_id, run_id], env, timeout=600, log_path=log)
-        except RuntimeError as error:
-            failed.append(f"{task_id}: {str(error)[-800:]}")
-    assert not failed, "re-running these tasks failed:\n" + "\n".join(failed)
+    failed = rerun_tasks(demo.DAG_ID, run_id, dag_task_ids(env), env, timeout=1800, log_path=log)
+    assert not failed, "re-running these tasks failed:\n" + "\n".join(f"{t}: {r}" for t, r in failed.items())
     after = resource_counts(url)
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert client("sagemaker", url).describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"

@@ -182,6 +182,24 @@ def airflow_environment(airflow_home: Path | str, endpoint_url: str) -> dict[str
     }
 
 
+def rerun_tasks(
+    dag_id: str, run_id: str, task_ids: list[str], env: dict[str, str], timeout: float, log_path: Path
+) -> dict[str, str]:
+    """``airflow tasks test`` for each task of a run, in one process (``devtools.task_reruns``):
+    the tasks that did not end ``success``, with why."""
+    command = [sys.executable, "-m", "local_aws.devtools.task_reruns", dag_id, run_id, *task_ids]
+    with log_path.open("a") as log:
+        completed = subprocess.run(
+            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, timeout=timeout, text=True
+        )
+    lines = completed.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])["failed"]
+    except (IndexError, ValueError, KeyError):
+        tail = log_path.read_text()[-4000:]
+        raise RuntimeError(f"task reruns exited {completed.returncode} without a result\n{tail}") from None
+
+
 def airflow(args: list[str], env: dict[str, str], timeout: float, log_path: Path | None = None) -> None:
     """Run ``airflow <args>`` from this venv; raise with the log tail on failure."""
     command = [str(Path(sys.executable).with_name("airflow")), *args]
