@@ -154,37 +154,7 @@ def test_tuning_rerun_reuses_the_job_instead_of_failing(sagemaker):
     assert [j["HyperParameterTuningJobName"] for j in jobs] == [NAMES.tuning_job]
 
 
-def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
-    sagemaker.create_model_package_group(ModelPackageGroupName="g")
-    package = sagemaker.create_model_package(
-        ModelPackageGroupName="g",
-        InferenceSpecification={
-            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-            "SupportedContentTypes": ["image/jpeg"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-        ModelApprovalStatus="Approved",
-    )["ModelPackageArn"]
-    model = specs.model_request(SETTINGS, model_name="m-1", model_package_arn=package, run_tags={})
-    config = specs.endpoint_config_request(
-        SETTINGS, endpoint_config_name="c-1", model_name="m-1", run_tags={}
-    )
-    endpoint = specs.endpoint_request(SETTINGS, endpoint_config_name="c-1", run_tags={})
-    aws = {"aws_conn_id": "aws_default", "region_name": REGION}
-    for _ in range(2):
-        IdempotentSageMakerModelOperator(task_id="m", config=dict(model), **aws).execute({})
-        IdempotentSageMakerEndpointConfigOperator(task_id="c", config=dict(config), **aws).execute({})
-        out = IdempotentSageMakerEndpointOperator(
-            task_id="e", config=dict(endpoint), model_package_arn=package, check_interval=1,
-            deferrable=False, **aws,
-        ).execute({})  # fmt: skip
-        assert out["Endpoint"]["EndpointConfigName"] == "c-1"
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["m-1"]
-    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["c-1"]
-    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [SETTINGS.endpoint_name]
-
-
-# -- a rollback in the model registry ---------------------------------------------------------------
+# -- deploying a model registry version, and its rollback -----------------------------------------
 GATE_APPROVAL = "Approved by the quality gate: test accuracy 0.9100 >= threshold 0.5000 and no live model"
 ROLLBACK_REASON = "Alarm dog-breed-classifier/rollback/AllTraffic/5xx-errors is in ALARM; rolled back."
 
@@ -205,6 +175,27 @@ def registered_version(sagemaker, status: str = "Approved", description: str = G
         ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=description
     )
     return arn
+
+
+def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
+    package = registered_version(sagemaker)
+    model = specs.model_request(SETTINGS, model_name="m-1", model_package_arn=package, run_tags={})
+    config = specs.endpoint_config_request(
+        SETTINGS, endpoint_config_name="c-1", model_name="m-1", run_tags={}
+    )
+    endpoint = specs.endpoint_request(SETTINGS, endpoint_config_name="c-1", run_tags={})
+    aws = {"aws_conn_id": "aws_default", "region_name": REGION}
+    for _ in range(2):
+        IdempotentSageMakerModelOperator(task_id="m", config=dict(model), **aws).execute({})
+        IdempotentSageMakerEndpointConfigOperator(task_id="c", config=dict(config), **aws).execute({})
+        out = IdempotentSageMakerEndpointOperator(
+            task_id="e", config=dict(endpoint), model_package_arn=package, check_interval=1,
+            deferrable=False, **aws,
+        ).execute({})  # fmt: skip
+        assert out["Endpoint"]["EndpointConfigName"] == "c-1"
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["m-1"]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["c-1"]
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [SETTINGS.endpoint_name]
 
 
 def live_on(sagemaker, *configs: str) -> None:
