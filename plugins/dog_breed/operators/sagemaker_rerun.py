@@ -16,7 +16,8 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
   serves this endpoint config, waited for (deferred when deferrable) when it is still
   getting there. An update carries the run's DeploymentConfig (blue/green with alarm
   rollback); once the endpoint is InService it must serve the new config, or SageMaker rolled
-  it back and the task fails with the endpoint's FailureReason, without a retry.
+  it back: the registry version is marked Rejected and the task fails with the endpoint's
+  FailureReason, without a retry. Only an Approved version is created or updated to.
 """
 
 from __future__ import annotations
