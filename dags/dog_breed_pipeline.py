@@ -44,6 +44,8 @@ ENDPOINT_WAIT_S = 2 * HOUR
 ROLLBACK_WAIT_S = HOUR
 
 aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
+# The registry version this run deploys (the review's decision); a rollback marks it Rejected.
+PACKAGE_ARN = "{{ ti.xcom_pull(task_ids='review')['package_arn'] }}"
 
 
 @dag(
@@ -112,6 +114,7 @@ def dog_breed_pipeline():
         task_id="rollback_alarms",
         endpoint_name="{{ params.endpoint_name }}",
         latency_p99_threshold_ms="{{ params.latency_p99_threshold_ms }}",
+        four_xx_share_threshold="{{ params.four_xx_share_threshold }}",
         **aws,
     )
     rollout = task(tasks.prepare_endpoint_update, task_id="prepare_endpoint_update", multiple_outputs=True)(
@@ -122,6 +125,7 @@ def dog_breed_pipeline():
         config=requests["endpoint"],
         operation="create",  # falls back to update when the endpoint exists
         deployment_config=rollout["deployment_config"],  # blue/green with alarm rollback
+        model_package_arn=PACKAGE_ARN,
         check_interval=POLL_S,
         max_ingestion_time=ENDPOINT_WAIT_S,
         **aws,
@@ -154,6 +158,7 @@ def dog_breed_pipeline():
         endpoint_name="{{ params.endpoint_name }}",
         image_count="{{ params.smoke_test_images }}",
         rollback_endpoint_config=rollout["previous_endpoint_config"],
+        model_package_arn=PACKAGE_ARN,
         waiter_delay=POLL_S,
         waiter_max_attempts=ROLLBACK_WAIT_S // POLL_S,
         **aws,

@@ -6,13 +6,17 @@ DAG does: ``rollback_alarms`` puts the endpoint's rollback alarms, ``deploy_endp
 it with the DeploymentConfig ``prepare_endpoint_update`` would build (CANARY 50%: one of the
 two new instances, 600 s of baking, 300 s of final baking, simulated).
 
+Each new model is a model-registry version, Approved as the quality gate approves it, and
+``deploy_endpoint`` is given its ARN as the DAG gives it the review's.
+
 * A good model: no request fails, the endpoint ends on the new config, and during the canary's
-  bake the new fleet answers the canary's share of the requests.
+  bake the new fleet answers the canary's share of the requests; its version stays Approved.
 * A model whose ``inference.py`` has a fault injected (every request a 500): the 5XX alarm
   fires, SageMaker-style auto-rollback puts all traffic back on the old fleet; every failed
   request carries the injected fault's message (so the canary answered it); the endpoint ends
   InService on the old config and the DAG's task fails with the reason, so the tasks after it
-  (champion tags, the smoke test) never run against the broken model.
+  (champion tags, the smoke test) never run against the broken model; its registry version is
+  Rejected with a description that says it was rolled back and why.
 
 Figures go to the test output and ``record_property``.
 """
@@ -30,7 +34,7 @@ import airflow_fixtures  # noqa: F401  (AIRFLOW_HOME before Airflow)
 import pytest
 from bad_input_corpus import good_jpeg
 from local_aws_hosting_support import MINUTE, SCALE
-from served_model import REGION, ServedModel, create_endpoint_config, serve_model
+from served_model import BUCKET, IMAGE, REGION, ServedModel, create_endpoint_config, serve_model
 
 from local_aws.infra.clock import Clock
 from local_aws.services.sagemaker_runtime.service import FLEET_HEADER
@@ -38,6 +42,8 @@ from local_aws.services.sagemaker_runtime.service import FLEET_HEADER
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CONN_ID = "canary_local_aws"
+GROUP = "canary-dog-breed-classifier"
+GATE_APPROVAL = "Approved by the quality gate: test accuracy above the threshold and the live model"
 INSTANCES = 2
 ROLLOUT = {
     "rollout_traffic_routing": "CANARY",
@@ -82,6 +88,29 @@ def alarms(served, connection) -> list[str]:
     names = operator.execute({})
     assert names == operator.execute({})  # a rerun puts the same alarms
     return names
+
+
+def registered_version(connection: str, endpoint_config: str) -> str:
+    """A registry version of the model ``endpoint_config`` serves (create_endpoint_config put its
+    model.tar.gz under the config's name), Approved as the gate approves; returns its ARN."""
+    from dog_breed import specs
+    from dog_breed.hooks import PipelineSageMakerHook
+    from dog_breed.params import PipelineSettings
+
+    hook = PipelineSageMakerHook(aws_conn_id=connection)
+    hook.create_model_package_group(GROUP, "The canary tests' models.")
+    specification = specs.inference_specification(
+        PipelineSettings(),
+        inference_image_uri=IMAGE,
+        model_data_url=f"s3://{BUCKET}/{endpoint_config}/model.tar.gz",
+    )
+    arn = hook.conn.create_model_package(
+        ModelPackageGroupName=GROUP,
+        InferenceSpecification=specification,
+        ModelApprovalStatus="PendingManualApproval",
+    )["ModelPackageArn"]
+    hook.set_approval(arn, "Approved", GATE_APPROVAL)
+    return arn
 
 
 def broken_model_dir(model_dir, target):
@@ -152,9 +181,10 @@ class Phases:
         return min(baking), max(baking)
 
 
-def roll_out(served: ServedModel, connection: str, alarms: list[str], new_config: str):
-    """The DAG's deploy_endpoint, as a retraining run configures it, with traffic and a watcher
-    running; returns (the operator's outcome, traffic, phases)."""
+def roll_out(served: ServedModel, connection: str, alarms: list[str], new_config: str, package: str):
+    """The DAG's deploy_endpoint, as a retraining run configures it (rolling out the registry
+    version ``package``), with traffic and a watcher running; returns (the operator's outcome,
+    traffic, phases)."""
     from dog_breed import specs
     from dog_breed.operators.sagemaker_rerun import IdempotentSageMakerEndpointOperator
     from dog_breed.params import PipelineSettings
@@ -167,6 +197,7 @@ def roll_out(served: ServedModel, connection: str, alarms: list[str], new_config
         config={"EndpointName": served.endpoint_name, "EndpointConfigName": new_config, "Tags": []},
         operation="create",
         deployment_config=deployment,
+        model_package_arn=package,
         check_interval=1,
         max_ingestion_time=600,
         deferrable=False,
@@ -197,7 +228,8 @@ def test_a_good_models_canary_takes_its_share_and_ends_on_the_new_config(
         "EndpointConfigName"
     ]
     new = create_endpoint_config(served.url, served.model_dir, "retrained", INSTANCES)
-    outcome, traffic, phases = roll_out(served, connection, alarms, new)
+    package = registered_version(connection, new)
+    outcome, traffic, phases = roll_out(served, connection, alarms, new, package)
 
     assert not isinstance(outcome, Exception), outcome
     assert outcome["Endpoint"]["EndpointConfigName"] == new
@@ -223,6 +255,8 @@ def test_a_good_models_canary_takes_its_share_and_ends_on_the_new_config(
     assert described["LastDeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"] == [
         {"AlarmName": a} for a in alarms
     ]
+    version = served.client("sagemaker").describe_model_package(ModelPackageName=package)
+    assert (version["ModelApprovalStatus"], version["ApprovalDescription"]) == ("Approved", GATE_APPROVAL)
 
 
 def test_a_broken_models_canary_is_rolled_back_by_the_5xx_alarm_and_fails_the_task(
@@ -234,11 +268,20 @@ def test_a_broken_models_canary_is_rolled_back_by_the_5xx_alarm_and_fails_the_ta
     good = sagemaker.describe_endpoint(EndpointName=served.endpoint_name)["EndpointConfigName"]
     broken_dir = broken_model_dir(served.model_dir, tmp_path / "broken")
     broken = create_endpoint_config(served.url, broken_dir, "broken", INSTANCES)
-    outcome, traffic, phases = roll_out(served, connection, alarms, broken)
+    package = registered_version(connection, broken)
+    outcome, traffic, phases = roll_out(served, connection, alarms, broken, package)
 
     assert isinstance(outcome, EndpointRolledBack), outcome
     errors_alarm = next(a for a in alarms if a.endswith("/5xx-errors"))
     assert errors_alarm in str(outcome) and "rolled the update back" in str(outcome)
+    assert f"{package} is now Rejected" in str(outcome)
+    version = sagemaker.describe_model_package(ModelPackageName=package)
+    assert version["ModelApprovalStatus"] == "Rejected"  # not the next run's candidate
+    said = version["ApprovalDescription"]
+    assert said.startswith(
+        f"Rejected: rolled back from endpoint {served.endpoint_name} by SageMaker's auto-rollback"
+    )
+    assert errors_alarm in said and said.endswith(f"(was: {GATE_APPROVAL})")
     assert traffic.failures, "no request reached the broken canary"
     assert all(INJECTED_FAULT in message for _, message in traffic.failures), traffic.failures[:3]
     assert {fleet for _, fleet in traffic.answers} == {good}  # the old fleet answered every other one

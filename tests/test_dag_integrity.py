@@ -193,7 +193,16 @@ def test_custom_operators_template_the_run_settings(dag):
     )
     assert "deployment_config" in dag.task_dict["deploy_endpoint"].template_fields
     alarms = dag.task_dict["rollback_alarms"]
-    assert {"endpoint_name", "latency_p99_threshold_ms"} <= set(alarms.template_fields)
+    assert {"endpoint_name", "latency_p99_threshold_ms", "four_xx_share_threshold"} <= set(
+        alarms.template_fields
+    )
+    assert alarms.four_xx_share_threshold == "{{ params.four_xx_share_threshold }}"
+    # A rollback (SageMaker's or the smoke test's) marks the version the review decided on.
+    for task_id in ("deploy_endpoint", "smoke_test"):
+        task = dag.task_dict[task_id]
+        assert "model_package_arn" in task.template_fields
+        assert task.model_package_arn == "{{ ti.xcom_pull(task_ids='review')['package_arn'] }}"
+        assert "review" in task.get_flat_relative_ids(upstream=True)
     for task_id in ("tune", "train", "create_model", "create_endpoint_config", "deploy_endpoint"):
         assert "config" in dag.task_dict[task_id].template_fields
         assert dag.task_dict[task_id].aws_conn_id == "aws_default"

@@ -102,7 +102,8 @@ def test_the_first_deployment_has_no_canary_but_its_rollback_alarms_exist(finish
         AlarmNamePrefix=f"{ENDPOINT}/rollback/"
     )
     assert sorted(a["AlarmName"] for a in alarms["MetricAlarms"]) == [
-        f"{ENDPOINT}/rollback/AllTraffic/5xx-errors", f"{ENDPOINT}/rollback/AllTraffic/model-latency-p99",
+        f"{ENDPOINT}/rollback/AllTraffic/4xx-share", f"{ENDPOINT}/rollback/AllTraffic/5xx-errors",
+        f"{ENDPOINT}/rollback/AllTraffic/model-latency-p99",
     ]  # fmt: skip
 
 

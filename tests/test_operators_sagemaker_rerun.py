@@ -5,11 +5,13 @@ from __future__ import annotations
 import airflow_fixtures
 import boto3
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from moto import mock_aws
 
 from dog_breed import specs
 from dog_breed.naming import RunNames
 from dog_breed.operators.sagemaker_rerun import (
+    EndpointRolledBack,
     IdempotentSageMakerEndpointConfigOperator,
     IdempotentSageMakerEndpointOperator,
     IdempotentSageMakerModelOperator,
@@ -152,17 +154,31 @@ def test_tuning_rerun_reuses_the_job_instead_of_failing(sagemaker):
     assert [j["HyperParameterTuningJobName"] for j in jobs] == [NAMES.tuning_job]
 
 
-def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
-    sagemaker.create_model_package_group(ModelPackageGroupName="g")
-    package = sagemaker.create_model_package(
-        ModelPackageGroupName="g",
+# -- deploying a model registry version, and its rollback -----------------------------------------
+GATE_APPROVAL = "Approved by the quality gate: test accuracy 0.9100 >= threshold 0.5000 and no live model"
+ROLLBACK_REASON = "Alarm dog-breed-classifier/rollback/AllTraffic/5xx-errors is in ALARM; rolled back."
+
+
+def registered_version(sagemaker, status: str = "Approved", description: str = GATE_APPROVAL) -> str:
+    """A version of the group, decided as the gate or a reviewer decides it."""
+    sagemaker.create_model_package_group(ModelPackageGroupName="dog-breed-classifier")
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName="dog-breed-classifier",
         InferenceSpecification={
             "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
-        ModelApprovalStatus="Approved",
+        ModelApprovalStatus="PendingManualApproval",
     )["ModelPackageArn"]
+    sagemaker.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=description
+    )
+    return arn
+
+
+def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
+    package = registered_version(sagemaker)
     model = specs.model_request(SETTINGS, model_name="m-1", model_package_arn=package, run_tags={})
     config = specs.endpoint_config_request(
         SETTINGS, endpoint_config_name="c-1", model_name="m-1", run_tags={}
@@ -173,9 +189,89 @@ def test_model_endpoint_config_and_endpoint_are_created_once(sagemaker):
         IdempotentSageMakerModelOperator(task_id="m", config=dict(model), **aws).execute({})
         IdempotentSageMakerEndpointConfigOperator(task_id="c", config=dict(config), **aws).execute({})
         out = IdempotentSageMakerEndpointOperator(
-            task_id="e", config=dict(endpoint), check_interval=1, deferrable=False, **aws
-        ).execute({})
+            task_id="e", config=dict(endpoint), model_package_arn=package, check_interval=1,
+            deferrable=False, **aws,
+        ).execute({})  # fmt: skip
         assert out["Endpoint"]["EndpointConfigName"] == "c-1"
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["m-1"]
     assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["c-1"]
     assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [SETTINGS.endpoint_name]
+
+
+def live_on(sagemaker, *configs: str) -> None:
+    """The endpoint InService on the first of ``configs``; the others exist beside it."""
+    sagemaker.create_model(
+        ModelName="m-old",
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"},
+        ExecutionRoleArn=SETTINGS.sagemaker_role_arn,
+    )
+    variant = {"VariantName": "AllTraffic", "ModelName": "m-old", "InitialInstanceCount": 1,
+               "InstanceType": "ml.m5.large"}  # fmt: skip
+    for config in configs:
+        sagemaker.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=SETTINGS.endpoint_name, EndpointConfigName=configs[0])
+
+
+def deploy_operator(package_arn: str | None) -> IdempotentSageMakerEndpointOperator:
+    config = {"EndpointName": SETTINGS.endpoint_name, "EndpointConfigName": "c-new", "Tags": []}
+    return IdempotentSageMakerEndpointOperator(
+        task_id="deploy_endpoint", config=config, model_package_arn=package_arn, check_interval=1,
+        deferrable=False, aws_conn_id="aws_default", region_name=REGION,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def rolled_back(sagemaker, monkeypatch):
+    """The endpoint after SageMaker rolled the update to c-new back: InService on c-old, with
+    SageMaker's FailureReason (moto cannot update an endpoint; this plays SageMaker's part)."""
+    from dog_breed.hooks import PipelineSageMakerHook
+
+    live_on(sagemaker, "c-old", "c-new")
+    real = PipelineSageMakerHook.describe_endpoint
+
+    def describe(self, name):
+        return {**real(self, name), "FailureReason": ROLLBACK_REASON}
+
+    monkeypatch.setattr(PipelineSageMakerHook, "describe_endpoint", describe)
+    return sagemaker
+
+
+def test_a_rollback_marks_the_registry_version_rejected_with_why_and_fails_the_task(rolled_back):
+    package = registered_version(rolled_back)
+    operator = deploy_operator(package)
+    with pytest.raises(EndpointRolledBack) as failed:
+        # The deferred update's end: the trigger saw InService, the endpoint serves c-old.
+        operator.execute_complete({}, {"status": "success", "job_name": SETTINGS.endpoint_name})
+    assert ROLLBACK_REASON in str(failed.value) and "not on c-new" in str(failed.value)
+    assert f"{package} is now Rejected" in str(failed.value)
+    described = rolled_back.describe_model_package(ModelPackageName=package)
+    assert described["ModelApprovalStatus"] == "Rejected"  # no longer a deployable candidate
+    assert described["ApprovalDescription"] == (
+        f"Rejected: rolled back from endpoint {SETTINGS.endpoint_name} by SageMaker's auto-rollback "
+        f"(deployment guardrails): {ROLLBACK_REASON} (was: {GATE_APPROVAL})"
+    )
+    # A cleared task meets the Rejected version and deploys nothing (moto's UpdateEndpoint would
+    # fail differently: it does not exist there).
+    with pytest.raises(AirflowFailException, match=r"is Rejected: Rejected: rolled back .*only Approved"):
+        deploy_operator(package).execute({})
+
+
+def test_a_rollback_fails_with_its_reason_even_when_the_registry_cannot_be_written(rolled_back):
+    missing = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dog-breed-classifier/7"
+    with pytest.raises(EndpointRolledBack, match="could NOT be marked Rejected") as failed:
+        deploy_operator(missing).execute_complete(
+            {}, {"status": "success", "job_name": SETTINGS.endpoint_name}
+        )
+    assert ROLLBACK_REASON in str(failed.value)
+
+
+def test_without_a_registry_version_a_rollback_still_fails_with_the_reason(rolled_back):
+    with pytest.raises(EndpointRolledBack, match=f"{ROLLBACK_REASON}$"):
+        deploy_operator(None).execute_complete({}, {"status": "success", "job_name": SETTINGS.endpoint_name})
+
+
+def test_a_version_that_is_not_approved_is_never_deployed(sagemaker):
+    package = registered_version(sagemaker, status="PendingManualApproval", description="waiting")
+    with pytest.raises(AirflowFailException, match="is PendingManualApproval: waiting; only Approved"):
+        deploy_operator(package).execute({})
+    assert sagemaker.list_endpoints()["Endpoints"] == []

@@ -10,7 +10,7 @@ import json
 import airflow_fixtures
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from dog_breed.gate import TAG_TEST_ACCURACY
@@ -143,6 +143,50 @@ def test_bad_answers_roll_back_to_the_previous_config_then_fail(world):
         with pytest.raises(SmokeTestFailed, match="statusCode 500"):
             operator.execute({})
         stub.assert_no_pending_responses()
+
+
+def test_a_rollback_first_marks_the_tested_registry_version_rejected_with_the_failure(world):
+    package = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dog-breed-classifier/2"
+    approved = {
+        "ModelPackageName": "dog-breed-classifier", "ModelPackageArn": package,
+        "CreationTime": "2025-01-01T00:00:00Z", "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        "ModelApprovalStatus": "Approved", "ApprovalDescription": "Approved by ada in Airflow: looks good",
+    }  # fmt: skip
+    operator = failing_operator(model_package_arn=package)
+    updates: list[dict] = []
+    operator.sagemaker_hook.conn.meta.events.register(
+        "provide-client-params.sagemaker.UpdateModelPackage", lambda params, **_: updates.append(dict(params))
+    )
+    with Stubber(operator.sagemaker_hook.conn) as stub:
+        stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})  # pre-check
+        stub.add_response("describe_model_package", approved, {"ModelPackageName": package})
+        stub.add_response(
+            "update_model_package",
+            {"ModelPackageArn": package},
+            {
+                "ModelPackageArn": package,
+                "ModelApprovalStatus": "Rejected",
+                "ApprovalDescription": ANY,
+            },
+        )
+        stub.add_response("describe_endpoint", endpoint("new-config"), {"EndpointName": "ep"})
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": EP_ARN},
+            {"EndpointName": "ep", "EndpointConfigName": "old-config"},
+        )
+        stub.add_response("describe_endpoint", endpoint("old-config"), {"EndpointName": "ep"})  # waiter
+        expect_rollback_end(stub)
+        with pytest.raises(SmokeTestFailed, match=f"statusCode 500.*{package} is now Rejected"):
+            operator.execute({})
+        stub.assert_no_pending_responses()
+    [update] = updates
+    assert update["ApprovalDescription"].startswith(
+        "Rejected: rolled back from endpoint ep by the smoke test: 4 problem(s): ['"
+    )
+    assert "statusCode 500" in update["ApprovalDescription"]
+    assert update["ApprovalDescription"].endswith("(was: Approved by ada in Airflow: looks good)")
 
 
 def test_the_rollback_wait_defers_and_holds_no_worker_slot(world):

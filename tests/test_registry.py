@@ -194,3 +194,14 @@ def test_a_live_model_from_before_the_registry_is_compared_by_its_accuracy_tag_o
     )  # fmt: skip
     body = approval.review_body(comparison)
     assert "| test accuracy | 0.8000 | 0.7500 |" in body and "no registry package" in body
+
+
+def test_a_rollbacks_description_says_by_whom_and_why_keeps_the_earlier_decision_and_fits():
+    said = registry.rollback_description("dogs", "the smoke test", " 2 problem(s) ", "Approved by ada")
+    assert (
+        said
+        == "Rejected: rolled back from endpoint dogs by the smoke test: 2 problem(s) (was: Approved by ada)"
+    )
+    assert registry.rollback_description("dogs", "SageMaker", "alarm", None).endswith("by SageMaker: alarm")
+    long = registry.rollback_description("dogs", "SageMaker", "x" * 2000, "Approved by the quality gate")
+    assert len(long) == 1024 and long.endswith("…")  # ApprovalDescription allows 1024 characters

@@ -200,17 +200,19 @@ def test_tags_go_to_aws_sorted_and_come_back_as_they_were():
 
 # -- blue/green rollout ----------------------------------------------------------------------------
 def test_rollback_alarms_are_valid_put_metric_alarm_requests_named_after_the_endpoint():
-    settings = PipelineSettings.from_params({"endpoint_name": "dogs", "latency_p99_threshold_ms": 750})
+    settings = PipelineSettings.from_params(
+        {"endpoint_name": "dogs", "latency_p99_threshold_ms": 750, "four_xx_share_threshold": 0.1}
+    )
     requests = specs.rollback_alarm_requests(settings)
+    dimensions = [{"Name": "EndpointName", "Value": "dogs"}, {"Name": "VariantName", "Value": "AllTraffic"}]
     for request in requests:
         assert_valid("cloudwatch", "PutMetricAlarm", request)
         assert request["AlarmName"].startswith("dogs/rollback/AllTraffic/")
-        assert request["Dimensions"] == [
-            {"Name": "EndpointName", "Value": "dogs"},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ]
+        queries = [q["MetricStat"]["Metric"] for q in request.get("Metrics", []) if "MetricStat" in q]
+        assert all(metric["Dimensions"] == dimensions for metric in queries or [request])
         assert request["TreatMissingData"] == "notBreaching"  # no traffic is no verdict
-    errors, latency = requests
+    errors, latency, four_xx = requests
+    assert four_xx == specs.four_xx_share_alarm_request("dogs", 0.1)
     assert (errors["MetricName"], errors["Statistic"]) == ("Invocation5XXErrors", "Sum")
     assert errors["Threshold"] == 0 and errors["ComparisonOperator"] == "GreaterThanThreshold"
     assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("ModelLatency", "p99")
@@ -225,6 +227,7 @@ def test_the_4xx_share_alarm_is_metric_math_over_the_endpoints_metrics():
     returned = [query for query in request["Metrics"] if query["ReturnData"]]
     assert [query["Expression"] for query in returned] == ["errors / invocations"]
     assert request["AlarmName"] == "dogs/rollback/AllTraffic/4xx-share"
+    assert (request["Threshold"], request["ComparisonOperator"]) == (0.2, "GreaterThanThreshold")
 
 
 @pytest.mark.parametrize(

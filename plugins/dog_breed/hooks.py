@@ -7,6 +7,7 @@ the run's Params; either way the connection's ``endpoint_url`` / ``service_confi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -15,14 +16,17 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from dog_breed.approval import REJECTED
 from dog_breed.gate import CHAMPION_TAG_KEYS
+from dog_breed.registry import rollback_description
 from dog_breed.specs import SCALABLE_DIMENSION, SERVICE_NAMESPACE, tags, tags_as_dict
 
 WAITERS_DIR = Path(__file__).resolve().parent / "waiters"
 # SageMaker answers ValidationException for a missing resource (moto: ResourceNotFound).
 _NOT_FOUND = ("ValidationException", "ResourceNotFound")
+log = logging.getLogger(__name__)
 
 
 def describe_or_none(describe: Callable[..., dict], *args: Any, **kwargs: Any) -> dict | None:
@@ -80,6 +84,33 @@ class PipelineSageMakerHook(SageMakerHook):
         self.conn.update_model_package(
             ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=description
         )
+
+    def record_rollback(self, package_arn: str | None, *, endpoint_name: str, by: str, reason: str) -> str:
+        """Write a rollback into the registry: the version rolled back off ``endpoint_name`` becomes
+        ``Rejected``, its ApprovalDescription says by whom and why.
+
+        Rejected, not Approved with a note: an Approved version is what deploys (the model and
+        endpoint operators refuse any other) and what registry tooling takes as the latest
+        deployable one, so a cleared task or a rerun of this run would put the model that alarms
+        or the smoke test just took off the endpoint back in front of traffic. A person who
+        decides the rollback was wrong sets it Approved again, on the record.
+
+        Returns a sentence for the task's failure message ("" without a version). Never raises
+        for the registry's sake: the rollback is the failure to report, and a retryable error here
+        would let a retry deploy the same model again.
+        """
+        if not package_arn:
+            return ""
+        try:
+            earlier = self.describe_model_package(package_arn)
+            keep_earlier = earlier.get("ModelApprovalStatus") != REJECTED  # Rejected already: nothing to keep
+            was = earlier.get("ApprovalDescription") if keep_earlier else None
+            self.set_approval(package_arn, REJECTED, rollback_description(endpoint_name, by, reason, was))
+        except (ClientError, BotoCoreError) as error:
+            log.exception("Could not mark %s Rejected after the rollback", package_arn)
+            return f"Model registry version {package_arn} could NOT be marked Rejected: {error}"
+        log.warning("Model registry version %s is now Rejected: rolled back by %s", package_arn, by)
+        return f"Model registry version {package_arn} is now Rejected."
 
 
 class ApplicationAutoScalingHook(AwsBaseHook):

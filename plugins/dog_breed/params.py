@@ -222,6 +222,14 @@ class PipelineSettings:
         minimum=1,
         maximum=60000,
     )
+    four_xx_share_threshold: float = param(
+        0.05,
+        "Roll back when more than this share of a minute's requests get a 4XX answer during a rollout "
+        "(a model that refuses what the registry version says it accepts).",
+        ENDPOINT,
+        exclusiveMinimum=0,
+        maximum=1,
+    )
     # -- autoscaling
     autoscaling_min_capacity: int = param(
         1, "Endpoint instances, at least.", AUTOSCALING, minimum=1, maximum=20

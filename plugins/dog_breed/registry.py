@@ -139,6 +139,14 @@ def clip(text: str, limit: int = _DESCRIPTION_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def rollback_description(endpoint_name: str, by: str, reason: str, earlier: str | None = None) -> str:
+    """The ApprovalDescription of a version that was rolled back off ``endpoint_name``: by whom
+    (SageMaker's auto-rollback, the smoke test), why, and the approval it replaces (the registry
+    keeps one description, so the earlier decision stays readable in it)."""
+    said = f"Rejected: rolled back from endpoint {endpoint_name} by {by}: {reason.strip()}"
+    return clip(f"{said} (was: {earlier.strip()})" if earlier and earlier.strip() else said)
+
+
 def package_version(arn: str | None) -> int | None:
     found = _VERSION.search(arn or "")
     return int(found["version"]) if found else None

@@ -478,8 +478,9 @@ def rollback_alarm_requests(
     settings: PipelineSettings, variant_name: str = VARIANT_NAME
 ) -> list[dict[str, Any]]:
     """PutMetricAlarm requests (upserts) for the alarms that roll a retraining's rollout back:
-    any 5XX answer within a minute, and the model's p99 latency above the threshold in 2 of 3
-    minutes (one slow first request of a fresh instance is not a verdict)."""
+    any 5XX answer within a minute, the model's p99 latency above the threshold in 2 of 3
+    minutes (one slow first request of a fresh instance is not a verdict), and the share of 4XX
+    answers above ``four_xx_share_threshold`` in a minute."""
     endpoint = settings.endpoint_name
     metric = {
         "Namespace": ENDPOINT_METRICS_NAMESPACE,
@@ -499,6 +500,7 @@ def rollback_alarm_requests(
             Threshold=float(settings.latency_p99_threshold_ms * 1000),  # ModelLatency is in microseconds
             EvaluationPeriods=3, DatapointsToAlarm=2, **metric,
         ),
+        four_xx_share_alarm_request(endpoint, settings.four_xx_share_threshold, variant_name),
     ]  # fmt: skip
 
 
@@ -506,8 +508,9 @@ def four_xx_share_alarm_request(
     endpoint_name: str, share: float, variant_name: str = VARIANT_NAME
 ) -> dict[str, Any]:
     """PutMetricAlarm: the share of 4XX answers (metric math ``errors / invocations``) above
-    ``share`` in a minute. Built and tested, not yet put by the DAG: it joins the rollback alarms
-    with the model registry's request validation (issue 11)."""
+    ``share`` in a minute: a model that refuses requests its registry version says it accepts
+    (content types ``image/jpeg`` and ``image/png``). A minute without requests has no
+    datapoint (division by zero), which counts as not breaching."""
 
     def metric(query_id: str, name: str) -> dict[str, Any]:
         stat = {"Namespace": ENDPOINT_METRICS_NAMESPACE, "MetricName": name,

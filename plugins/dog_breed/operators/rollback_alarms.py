@@ -14,8 +14,9 @@ from dog_breed.specs import VARIANT_NAME, rollback_alarm_requests
 
 
 class EndpointRollbackAlarmsOperator(AwsBaseOperator[CloudWatchHook]):
-    """Create, or bring up to date, the endpoint variant's rollback alarms: any 5XX answer, and
-    the model's p99 latency above ``latency_p99_threshold_ms`` (``dog_breed.specs``).
+    """Create, or bring up to date, the endpoint variant's rollback alarms: any 5XX answer, the
+    model's p99 latency above ``latency_p99_threshold_ms``, and more than
+    ``four_xx_share_threshold`` of the requests answered 4XX (``dog_breed.specs``).
 
     PutMetricAlarm is an upsert by name and the names derive from the endpoint and variant
     (``dog_breed.naming.rollback_alarm_name``), so a rerun converges on the same alarms and
@@ -23,12 +24,15 @@ class EndpointRollbackAlarmsOperator(AwsBaseOperator[CloudWatchHook]):
 
     :param endpoint_name: the endpoint (templated)
     :param variant_name: its production variant (templated)
-    :param latency_p99_threshold_ms: the p99 ModelLatency that rolls back (templated)
+    :param latency_p99_threshold_ms: the p99 ModelLatency that rolls back; None: the Param's
+        default (templated)
+    :param four_xx_share_threshold: the share of 4XX answers that rolls back; None: the Param's
+        default (templated)
     """
 
     aws_hook_class = CloudWatchHook
     template_fields: Sequence[str] = aws_template_fields(
-        "endpoint_name", "variant_name", "latency_p99_threshold_ms"
+        "endpoint_name", "variant_name", "latency_p99_threshold_ms", "four_xx_share_threshold"
     )
     ui_color = "#f9d6c4"
 
@@ -37,17 +41,23 @@ class EndpointRollbackAlarmsOperator(AwsBaseOperator[CloudWatchHook]):
         *,
         endpoint_name: str,
         variant_name: str = VARIANT_NAME,
-        latency_p99_threshold_ms: int = 2000,
+        latency_p99_threshold_ms: int | None = None,
+        four_xx_share_threshold: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.endpoint_name = endpoint_name
         self.variant_name = variant_name
         self.latency_p99_threshold_ms = latency_p99_threshold_ms
+        self.four_xx_share_threshold = four_xx_share_threshold
 
     def execute(self, context: Any) -> list[str]:
+        thresholds = {
+            "latency_p99_threshold_ms": self.latency_p99_threshold_ms,
+            "four_xx_share_threshold": self.four_xx_share_threshold,
+        }
         settings = PipelineSettings.from_params(
-            {"endpoint_name": self.endpoint_name, "latency_p99_threshold_ms": self.latency_p99_threshold_ms}
+            {"endpoint_name": self.endpoint_name, **{k: v for k, v in thresholds.items() if v is not None}}
         )
         names = []
         for request in rollback_alarm_requests(settings, self.variant_name):

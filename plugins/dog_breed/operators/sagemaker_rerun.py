@@ -16,7 +16,8 @@ Names are rerun-stable (dog_breed.naming), so a rerun meets its own resource:
   serves this endpoint config, waited for (deferred when deferrable) when it is still
   getting there. An update carries the run's DeploymentConfig (blue/green with alarm
   rollback); once the endpoint is InService it must serve the new config, or SageMaker rolled
-  it back and the task fails with the endpoint's FailureReason, without a retry.
+  it back: the registry version is marked Rejected and the task fails with the endpoint's
+  FailureReason, without a retry. Only an Approved version is created or updated to.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class IdempotentSageMakerModelOperator(SageMakerModelOperator):
     """SageMakerModelOperator that describes instead of failing when the model exists, and that
     creates (or reuses) a model from a registry package only while that package is Approved."""
 
+    aws_hook_class = PipelineSageMakerHook
     operator_extra_links = (SageMakerModelLink(),)
 
     def execute(self, context: Any) -> dict:
@@ -186,22 +188,24 @@ class IdempotentSageMakerModelOperator(SageMakerModelOperator):
         SageMakerModelLink.persist_for(context, self, name)
         for container in [self.config.get("PrimaryContainer") or {}, *self.config.get("Containers", [])]:
             if package := container.get("ModelPackageName"):
-                self._require_approved(package)
+                _require_approved(self, package)
         if _exists(self.hook.describe_model, name):
             self.log.info("Model %s exists; reusing it.", name)
             return {"Model": serialize(self.hook.describe_model(name))}
         return super().execute(context)
 
-    def _require_approved(self, package_arn: str) -> None:
-        package = self.hook.conn.describe_model_package(ModelPackageName=package_arn)
-        status = package.get("ModelApprovalStatus")
-        if status != APPROVED:
-            why = f": {package['ApprovalDescription']}" if package.get("ApprovalDescription") else ""
-            # No retry: only a person or the gate can change the status.
-            raise AirflowFailException(
-                f"Model package {package_arn} is {status}{why}; only Approved ones deploy."
-            )
-        self.log.info("Model package %s is Approved: %s", package_arn, package.get("ApprovalDescription"))
+
+def _require_approved(operator: Any, package_arn: str) -> None:
+    """Fail, without a retry, unless the registry says ``package_arn`` is Approved now."""
+    package = operator.hook.describe_model_package(package_arn)
+    status = package.get("ModelApprovalStatus")
+    if status != APPROVED:
+        why = f": {package['ApprovalDescription']}" if package.get("ApprovalDescription") else ""
+        # No retry: only a person or the gate can change the status.
+        raise AirflowFailException(
+            f"Model package {package_arn} is {status}{why}; only Approved ones deploy."
+        )
+    operator.log.info("Model package %s is Approved: %s", package_arn, package.get("ApprovalDescription"))
 
 
 class IdempotentSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):
@@ -224,17 +228,24 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
     """SageMakerEndpointOperator (create, or update when it exists) that does not redeploy
     an endpoint already serving the requested endpoint config, updates with ``deployment_config``
     (a blue/green DeploymentConfig; None: the plain update) and fails, with SageMaker's reason,
-    when the update ended InService on another config.
+    when the update ended InService on another config. With ``model_package_arn`` it creates or
+    updates only while that registry version is Approved, and a rollback marks it Rejected
+    (``PipelineSageMakerHook.record_rollback``).
 
     :param deployment_config: UpdateEndpoint's DeploymentConfig; not used to create (templated)
+    :param model_package_arn: the registry version the endpoint config serves (templated)
     """
 
+    aws_hook_class = PipelineSageMakerHook
     operator_extra_links = (SageMakerEndpointLink(),)
-    template_fields = (*SageMakerEndpointOperator.template_fields, "deployment_config")
+    template_fields = (*SageMakerEndpointOperator.template_fields, "deployment_config", "model_package_arn")
 
-    def __init__(self, *, deployment_config: dict | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, deployment_config: dict | None = None, model_package_arn: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.deployment_config = deployment_config
+        self.model_package_arn = model_package_arn
 
     def execute(self, context: Any) -> dict:
         endpoint = self.config["EndpointName"]
@@ -244,7 +255,7 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
         if current is None or current.get("EndpointConfigName") != wanted:
             if current is not None and current["EndpointStatus"] != "Failed":
                 self._prepare_update()
-            return self.confirm(super().execute(context))
+            return self._deploy(context)
         status = current["EndpointStatus"]
         if status in self.hook.endpoint_non_terminal_states:
             self.log.info("Endpoint %s is %s towards %s; waiting.", endpoint, status, wanted)
@@ -255,7 +266,7 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
                 EndpointName=endpoint, WaiterConfig={"Delay": self.check_interval, "MaxAttempts": attempts}
             )
         elif status != "InService":
-            return super().execute(context)
+            return self._deploy(context)
         else:
             self.log.info("Endpoint %s already serves %s.", endpoint, wanted)
         return self.confirm(
@@ -264,6 +275,13 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
                 "Endpoint": serialize(self.hook.describe_endpoint(endpoint)),
             }
         )
+
+    def _deploy(self, context: Any) -> dict:
+        """The provider's create-or-update, of an Approved version only (a task cleared after a
+        rollback meets it Rejected), then :meth:`confirm`."""
+        if self.model_package_arn:
+            _require_approved(self, self.model_package_arn)
+        return self.confirm(super().execute(context))
 
     def _prepare_update(self) -> None:
         """UpdateEndpoint takes no Tags; it takes the DeploymentConfig."""
@@ -282,9 +300,16 @@ class IdempotentSageMakerEndpointOperator(SageMakerEndpointOperator):
         endpoint = result["Endpoint"]
         wanted = self.config["EndpointConfigName"]
         if endpoint.get("EndpointConfigName") != wanted:
+            reason = endpoint.get("FailureReason", "No reason given.")
+            recorded = self.hook.record_rollback(
+                self.model_package_arn,
+                endpoint_name=endpoint["EndpointName"],
+                by="SageMaker's auto-rollback (deployment guardrails)",
+                reason=reason,
+            )
             raise EndpointRolledBack(
                 f"{endpoint['EndpointName']} is {endpoint['EndpointStatus']} on "
                 f"{endpoint.get('EndpointConfigName')}, not on {wanted}: SageMaker rolled the update back. "
-                f"{endpoint.get('FailureReason', 'No reason given.')}"
+                f"{reason} {recorded}".rstrip()
             )
         return result

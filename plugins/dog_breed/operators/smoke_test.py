@@ -88,7 +88,9 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
     image's folder (returned and logged). On any failure, and when
     ``rollback_endpoint_config`` is set, UpdateEndpoint back to it, wait until it is
     InService there (in the triggerer when ``deferrable``: that can take an hour), put that
-    config's champion tags back on the endpoint, then fail.
+    config's champion tags back on the endpoint, then fail. Before rolling back, the registry
+    version of this run's model (``model_package_arn``) is marked Rejected with the failure
+    (``PipelineSageMakerHook.record_rollback``).
 
     :param function_name: the Lambda (templated)
     :param qualifier: its alias (templated)
@@ -98,6 +100,7 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
     :param top_k: predictions asked for per image
     :param min_top1_accuracy: fail below this top-1 accuracy (templated)
     :param rollback_endpoint_config: the config to go back to; None on a first deployment (templated)
+    :param model_package_arn: the registry version being tested, marked on a rollback (templated)
     :param waiter_delay: seconds between polls while the endpoint rolls back
     :param waiter_max_attempts: polls before the rollback wait gives up
     :param deferrable: wait for the rollback in the triggerer
@@ -111,6 +114,7 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
         "image_count",
         "endpoint_name",
         "rollback_endpoint_config",
+        "model_package_arn",
         "min_top1_accuracy",
     )
     ui_color = "#c6e5b1"
@@ -126,6 +130,7 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
         top_k: int = 3,
         min_top1_accuracy: float = 0.0,
         rollback_endpoint_config: str | None = None,
+        model_package_arn: str | None = None,
         waiter_delay: int = 30,
         waiter_max_attempts: int = 120,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -140,6 +145,7 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
         self.top_k = top_k
         self.min_top1_accuracy = min_top1_accuracy
         self.rollback_endpoint_config = rollback_endpoint_config
+        self.model_package_arn = model_package_arn
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
@@ -239,6 +245,11 @@ class EndpointSmokeTestOperator(AwsBaseOperator[LambdaHook]):
                 "No previous endpoint config recorded (first deployment): nothing to roll back to."
             )
             raise SmokeTestFailed(failure)
+        # The registry first: whatever the rollback's wait does, this version is not deployed again.
+        recorded = self.sagemaker_hook.record_rollback(
+            self.model_package_arn, endpoint_name=self.endpoint_name, by="the smoke test", reason=failure
+        )
+        failure = f"{failure} {recorded}".rstrip()
         current = self.sagemaker_hook.describe_endpoint(self.endpoint_name)
         if current["EndpointConfigName"] != target:
             self.log.warning("Rolling %s back to %s", self.endpoint_name, target)
