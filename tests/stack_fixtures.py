@@ -25,6 +25,7 @@ import pytest
 
 from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
 from local_aws.devtools.demo import TINY_PROFILE
+from local_aws.devtools.registry_summary import LIVE_PACKAGE_TAG
 
 STACK_FIXTURE = "airflow_stack"
 RUN_TIMEOUT_S = 900
@@ -33,6 +34,10 @@ FINISHED = {"success", "failed"}
 MANUAL_PROFILE = {**TINY_PROFILE, "approval": "manual"}
 REVIEW_TASK = "review"
 AWAITING_INPUT = "awaiting_input"
+ENDPOINT = MANUAL_PROFILE.get("endpoint_name", "dog-breed-classifier")
+# What runs after a review only when the version is Approved.
+DEPLOY_PATH = ("deploy_configs", "create_model", "create_endpoint_config", "prepare_endpoint_update",
+               "deploy_endpoint", "tag_endpoint", "autoscale", "deploy_lambda", "smoke_test")  # fmt: skip
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -157,6 +162,17 @@ def xcom(api: httpx.Client, run_id: str, task_id: str) -> Any:
     )
     response.raise_for_status()
     return response.json()["value"]
+
+
+def tags_of(sagemaker: Any, arn: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def live_package(sagemaker: Any) -> dict[str, Any]:
+    """The registry version the endpoint serves (by its package-ARN tag), described."""
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    arn = tags_of(sagemaker, endpoint["EndpointArn"])[LIVE_PACKAGE_TAG]
+    return sagemaker.describe_model_package(ModelPackageName=arn)
 
 
 def log_in(page: Any, stack: AirflowStack) -> None:

@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import pytest
 from stack_fixtures import (
+    DEPLOY_PATH,
+    ENDPOINT,
     MANUAL_PROFILE,
     REVIEW_TASK,
+    live_package,
     review_path,
     task_states,
     trigger,
@@ -28,20 +31,9 @@ from stack_fixtures import (
 )
 
 from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
-from local_aws.devtools.registry_summary import LIVE_PACKAGE_TAG
 from local_aws.devtools.sandbox import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
-
-ENDPOINT = MANUAL_PROFILE.get("endpoint_name", "dog-breed-classifier")
-DEPLOY_PATH = ("deploy_configs", "create_model", "create_endpoint_config", "prepare_endpoint_update",
-               "deploy_endpoint", "tag_endpoint", "autoscale", "deploy_lambda", "smoke_test")  # fmt: skip
-
-
-def live_package(sagemaker: Any) -> dict[str, Any]:
-    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]}
-    return sagemaker.describe_model_package(ModelPackageName=tags[LIVE_PACKAGE_TAG])
 
 
 def test_a_manual_run_waits_for_a_person_and_a_rejection_deploys_nothing(

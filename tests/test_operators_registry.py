@@ -248,15 +248,30 @@ def test_the_champion_is_the_version_behind_the_live_endpoint(aws):
     ]
 
 
-def test_gate_then_manual_rejects_losers_and_leaves_winners_to_a_person(aws):
-    from airflow.sdk.exceptions import AirflowSkipException
+def test_gate_then_manual_rejects_losers_and_leaves_winners_to_a_person(aws, monkeypatch):
+    from airflow.providers.standard.operators import hitl
+    from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
 
+    asked = []
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", lambda **request: asked.append(request))
     run = params(approval="gate-then-manual", accuracy_threshold=0.6)
     loser_training, loser = register(aws, run, "job-loser", [1, 2, 1])
     with pytest.raises(AirflowSkipException):
         tasks.quality_gate(loser_training, loser, params=run)
+    loser_arn = loser["ModelPackage"]["ModelPackageArn"]
+    with pytest.raises(AirflowSkipException, match="Rejected by the quality gate"):
+        # were the review reached anyway (a cleared task), the registry's verdict stands
+        review({"package_arn": loser_arn, "mode": "gate-then-manual"}).execute({})
+    assert asked == [], "nobody is asked about a clear loser"
+
     winner_training, winner = register(aws, run, "job-winner", [4, 4, 3])
-    assert tasks.quality_gate(winner_training, winner, params=run)["status"] == "PendingManualApproval"
+    decision = tasks.quality_gate(winner_training, winner, params=run)
+    assert decision["status"] == "PendingManualApproval"
+    with pytest.raises(TaskAwaitingInput):  # the winner waits for a person
+        review(decision).execute({"task_instance": SimpleNamespace(id="ti-winner")})
+    assert [request["subject"] for request in asked] == [
+        f"Deploy {run['model_package_group']} version 2 to {run['endpoint_name']}?"
+    ]
     assert versions(aws, run["model_package_group"]) == [(1, "Rejected"), (2, "PendingManualApproval")]
 
 

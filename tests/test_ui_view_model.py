@@ -353,3 +353,24 @@ def test_the_curves_chart_draws_loss_and_accuracy_per_epoch() -> None:
     drawn = {trace["name"]: trace for trace in figure["data"]}
     assert set(drawn) == {"train:loss", "valid:loss", "valid:accuracy"}
     assert all(list(trace["x"]) == curves.epochs for trace in drawn.values())
+
+
+def test_a_run_waiting_for_a_person_links_to_airflows_review_form(deployed) -> None:
+    waiting = run_record(
+        next(r for r in RECORDED["runs"] if r["run_id"] == deployed.run_id),
+        task_states={"train": "success", "quality_gate": "success", "review": "awaiting_input"},
+    )
+    reviewed = run_record(
+        next(r for r in RECORDED["runs"] if r["run_id"] == deployed.run_id),
+        task_states={**deployed.task_states, "review": "success"},
+    )
+
+    def form(run_id: str) -> str:
+        return f"/dags/dog_breed_pipeline/runs/{run_id}/tasks/review/required_actions"
+
+    (row,) = view_model.run_views([waiting], review_url=form)
+    assert row.review_url == form(deployed.run_id) and not row.deployed
+    (row,) = view_model.run_views([reviewed], review_url=form)
+    assert row.review_url is None, "an answered review is no longer waiting"
+    (row,) = view_model.run_views([waiting])
+    assert row.review_url is None, "nowhere to link to without the UI's address"

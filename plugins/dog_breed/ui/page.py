@@ -56,6 +56,12 @@ def profiler_report_url(training_job: str) -> str:
     return f"{links.ui_base_path()}{links.UI_URL_PREFIX}/profiler-report?{query}"
 
 
+def review_url(run_id: str) -> str:
+    """Airflow's form for the run's review (the task instance's Required Actions tab)."""
+    run = urllib.parse.quote(run_id, safe="")
+    return f"{links.ui_base_path()}/dags/{DAG_ID}/runs/{run}/tasks/{view_model.REVIEW_TASK}/required_actions"
+
+
 def build_model_page(
     reader: AwsReader, *, endpoint_name: str, run_limit: int, training_job: str | None = None
 ) -> view_model.ModelPage:
@@ -68,7 +74,7 @@ def build_model_page(
         view_model.EndpointRecords(),
     )
     endpoint = view_model.endpoint_view(endpoint_name, endpoint_records)
-    runs = view_model.run_views(records, endpoint.deployed_by_run)
+    runs = view_model.run_views(records, endpoint.deployed_by_run, review_url)
 
     curves_job = training_job or view_model.latest_training_job(runs) or endpoint.training_job
     curves_description: dict[str, Any] | None = None

@@ -18,7 +18,9 @@ from dog_breed.specs import PROFILER_RULE
 
 # The tasks whose state and return value make a run's row.
 TRAIN_TASK, GATE_TASK, DEPLOY_TASK, SMOKE_TEST_TASK = "train", "quality_gate", "deploy_endpoint", "smoke_test"
-RUN_TASKS = (TRAIN_TASK, GATE_TASK, DEPLOY_TASK, SMOKE_TEST_TASK)
+REVIEW_TASK = "review"  # a person's approval (Airflow HITL); parked in AWAITING_INPUT while it waits
+RUN_TASKS = (TRAIN_TASK, GATE_TASK, REVIEW_TASK, DEPLOY_TASK, SMOKE_TEST_TASK)
+AWAITING_INPUT = "awaiting_input"
 PROFILER_REPORT_FILE = "profiler-output/profiler-report.html"
 _EPOCH = re.compile(r"\bepoch=(\d+)\b")
 _PACKAGE_VERSION = re.compile(r":model-package/(?P<group>[^/]+)/(?P<version>\d+)$")
@@ -131,6 +133,7 @@ class RunView:
     smoke_test: str | None
     training_job: str | None
     live: bool
+    review_url: str | None = None  # set while the run waits for a person: Airflow's review form
 
 
 @dataclass(frozen=True)
@@ -315,13 +318,20 @@ def routing_summary(routing: Mapping[str, Any]) -> str:
 
 
 # -- the runs -------------------------------------------------------------------------------
-def run_views(records: Iterable[RunRecord], live_run_id: str | None = None) -> list[RunView]:
-    """One row per run, newest first: test accuracy, the gate's decision, whether it deployed."""
-    views = [run_view(record, live_run_id) for record in records]
+def run_views(
+    records: Iterable[RunRecord],
+    live_run_id: str | None = None,
+    review_url: Callable[[str], str] | None = None,
+) -> list[RunView]:
+    """One row per run, newest first: test accuracy, the gate's decision, whether it deployed,
+    and, while it waits for a person, where to review it (``review_url(run_id)``)."""
+    views = [run_view(record, live_run_id, review_url) for record in records]
     return sorted(views, key=lambda v: v.started, reverse=True)
 
 
-def run_view(record: RunRecord, live_run_id: str | None = None) -> RunView:
+def run_view(
+    record: RunRecord, live_run_id: str | None = None, review_url: Callable[[str], str] | None = None
+) -> RunView:
     training = (record.returns.get(TRAIN_TASK) or {}).get("Training") or {}
     decision = record.returns.get(GATE_TASK) or {}
     gate_state = record.task_states.get(GATE_TASK)
@@ -344,6 +354,11 @@ def run_view(record: RunRecord, live_run_id: str | None = None) -> RunView:
         smoke_test=record.task_states.get(SMOKE_TEST_TASK),
         training_job=training.get("TrainingJobName"),
         live=live_run_id is not None and record.run_id == live_run_id,
+        review_url=(
+            review_url(record.run_id)
+            if review_url and record.task_states.get(REVIEW_TASK) == AWAITING_INPUT
+            else None
+        ),
     )
 
 
