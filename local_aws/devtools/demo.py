@@ -12,6 +12,7 @@ is watched while it runs and shown as the traffic shares over time, then the fin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -502,8 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         env = airflow_environment(workdir / "airflow", aws.url)
         for run in range(1, args.runs + 1):
             terminal.line(f"run {run}: airflow dags test {DAG_ID}; its log in {workdir / 'airflow.log'}")
+            # A retraining updates the live endpoint as a canary: sample its traffic shares.
+            watch = RolloutWatch(aws.url, endpoint_name) if run > 1 else None
             with (
-                RolloutWatch(aws.url, endpoint_name) as watch,
+                watch or contextlib.nullcontext(),
                 DemoProgress(terminal, env, aws.url, endpoint_name, rollout=watch) as progress,
                 terminal.showing(progress.panel),
             ):
@@ -512,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as error:  # still show what was reached
                     terminal.line(f"run {run} failed: {error}")
             summary = summarize(aws.url, conf, env)
-            if run > 1:
+            if watch is not None:
                 summary["rollout"]["timeline"] = watch.timeline
             path = workdir / f"summary-run{run}.json"
             path.write_text(json.dumps(summary, indent=2, default=str))

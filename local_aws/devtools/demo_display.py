@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from local_aws.devtools.terminal import PLAIN_WIDTH
+from local_aws.services.sagemaker.training.telemetry import JOB_PHASES
 
 # The states a task instance goes through that are worth a line (None: not scheduled yet).
 _QUIET_STATES = {None, "none", "scheduled", "queued"}
@@ -18,7 +19,8 @@ _METRICS_LINE = re.compile(r"\[metrics\]\s+(?P<pairs>epoch=\d+\b.*)$")
 # Columns of figures, right-aligned.
 # The columns of a table of "what: value" rows, shown without a header.
 _PAIRS = ("what", "value")
-_NUMERIC = {"s", "objective", "probability", "latency ms", "test accuracy", "test loss", "version"}
+_NUMERIC = {"s", "objective", "probability", "latency ms", "test accuracy", "test loss", "version", "total",
+            *JOB_PHASES}  # fmt: skip
 _PAIR = re.compile(r"(?P<key>[a-z_]+)=(?P<value>[-+0-9.eE]+)")
 
 
@@ -57,7 +59,8 @@ def tuning_line(tuning: dict[str, Any], trials: list[dict[str, Any]]) -> str:
 
 
 def parse_epochs(log_text: str) -> list[dict[str, float]]:
-    """Each ``[metrics] epoch=N ...`` line of a training job's log as ``{"epoch": N, key: value}``."""
+    """Each ``[metrics] epoch=N ...`` line of a training job's log as ``{"epoch": N, key: value}``
+    (N counts from 1)."""
     epochs = []
     for line in log_text.splitlines():
         found = _METRICS_LINE.search(line)
@@ -75,7 +78,7 @@ def training_line(job: dict[str, Any], epochs: list[dict[str, float]]) -> str:
     text = f"training {job.get('TrainingJobName')}: {secondary or status}"
     if epochs:
         last = epochs[-1]
-        text += f", epoch {int(last['epoch']) + 1} of {total or '?'} done"
+        text += f", epoch {int(last['epoch'])} of {total or '?'} done"  # train.py counts from 1
         if "valid_accuracy" in last:
             text += f", valid accuracy {last['valid_accuracy']:.4f}"
         if "images_per_sec" in last:
@@ -203,8 +206,16 @@ def _tasks_table(summary: dict[str, Any]) -> Any:
     table = _table(title, "task", "state", "s")
     durations = {d["task"]: d["seconds"] for d in summary.get("task_durations", [])}
     for task, state in summary.get("tasks", {}).items():
-        table.add_row(task, str(state), _number(durations.get(task), 1))
+        table.add_row(task, state or "-", _number(durations.get(task), 1))
     return table
+
+
+def _short(value: Any) -> str:
+    """A hyperparameter as SageMaker returns it (a string), numbers to 3 significant digits."""
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)
 
 
 def _tuning_table(tuning: dict[str, Any]) -> Any:
@@ -218,23 +229,21 @@ def _tuning_table(tuning: dict[str, Any]) -> Any:
                    "objective", "s", caption=caption)  # fmt: skip
     for trial in trials:
         marker = " *" if trial["job"] == tuning.get("best_training_job") else ""
-        parameters = [str((trial.get("hyperparameters") or {}).get(name, "-")) for name in names]
+        parameters = [_short((trial.get("hyperparameters") or {}).get(name)) for name in names]
         table.add_row(trial["job"] + marker, str(trial.get("status")), *parameters,
                       _number(trial.get("objective")), _number(trial.get("seconds"), 0))  # fmt: skip
     return table
 
 
 def _job_phases_table(jobs: list[dict[str, Any]]) -> Any:
-    """Where each job's time went: its ``[timing]`` phases (download, start, train, ... upload)."""
-    from local_aws.services.sagemaker.training.telemetry import JOB_PHASES
-
+    """Where each job's time went: its ``[timing]`` phases (download, start, train, ... upload).
+    Rows are labelled short (``trial 001``, ``training``) so the phases fit; the names are above."""
     phases = [p for p in JOB_PHASES if any(p in (job.get("timings") or {}) for job in jobs)]
-    table = _table("where each job's time went", "job", *[f"{p} s" for p in phases], "total s")
+    table = _table("where each job's time went (seconds)", "job", *phases, "total")
     for job in jobs:
         timings = job.get("timings") or {}
-        table.add_row(
-            job["job"], *[_number(timings.get(p), 1) for p in phases], _number(job.get("seconds"), 0)
-        )
+        label = f"trial {job['job'].rsplit('-', 2)[-2]}" if "objective" in job else "training"
+        table.add_row(label, *[_number(timings.get(p), 1) for p in phases], _number(job.get("seconds"), 0))
     return table
 
 
@@ -261,7 +270,7 @@ def _endpoint_table(endpoint: dict[str, Any], policies: list[dict[str, Any]]) ->
     table.add_row("instances", ", ".join(str(i) for i in endpoint.get("instances", [])))
     for policy in policies:
         table.add_row(
-            f"scaling {policy['policy']}",
+            "autoscaling",
             f"{policy['metric']} target {policy['target']:g}, cooldowns out {policy['scale_out_cooldown']} s"
             f" / in {policy['scale_in_cooldown']} s",
         )
