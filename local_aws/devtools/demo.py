@@ -394,17 +394,20 @@ class DemoProgress:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
-        self.poll()  # the final states
+        self._poll_once()  # the final states
 
     def panel(self) -> Any:
         return display.status_panel(self.tasks, list(self.lines.values()), self.terminal.elapsed())
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.poll()
-            except Exception as error:  # progress is best effort; the run goes on
-                self._show("progress", f"progress: {type(error).__name__}: {error}")
+            self._poll_once()
+
+    def _poll_once(self) -> None:
+        try:
+            self.poll()
+        except Exception as error:  # progress is best effort; the run goes on
+            self._show("progress", f"progress: {type(error).__name__}: {error}")
 
     def poll(self) -> None:
         run_id, tasks = self._run_state()
