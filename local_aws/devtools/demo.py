@@ -2,14 +2,17 @@
 
 Generates a small dogImages-layout dataset (or takes ``DOGIMAGES_DIR``), starts
 local_aws, uploads the data to its S3, runs ``dog_breed_pipeline`` with ``airflow dags
-test`` under a demo profile of Params, and prints what the run produced. Exits non-zero
+test`` under a demo profile of Params, and shows its progress while it runs (each task's
+state, the tuning trials, the training job's epochs, the endpoint coming up) and a few tables
+of what the run produced at the end, with the whole summary as JSON in a file. Exits non-zero
 if any step failed. With ``--runs 2`` the second run is a retraining: its blue/green canary
-is watched while it runs and printed as the traffic shares over time, then the final config.
+is watched while it runs and shown as the traffic shares over time, then the final config.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -17,10 +20,12 @@ import sqlite3
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_aws.devtools.registry_summary import format_registry, registry_summary
+from local_aws.devtools import demo_display as display
+from local_aws.devtools.registry_summary import registry_summary
 from local_aws.devtools.sandbox import (
     REPO_ROOT,
     SAMPLE_DATA,
@@ -31,10 +36,15 @@ from local_aws.devtools.sandbox import (
     generate_sample_dataset,
     upload_directory,
 )
+from local_aws.devtools.terminal import Terminal
 
 DAG_ID = "dog_breed_pipeline"
 BUCKET = "dog-breed-pipeline"
 DATASET_URI = f"s3://{BUCKET}/dogImages"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# Set by `make demo`: seconds its set-up (the venv install) took before the demo started.
+SETUP_SECONDS_ENV = "DEMO_SETUP_SECONDS"
+FINISHED = {"Completed", "Failed", "Stopped"}
 
 # Params for a laptop: small images, few epochs, 4 tuning trials 2 at a time, random init
 # (pretrained weights cannot be downloaded offline).
@@ -89,19 +99,43 @@ def run_pipeline(workdir: Path, aws_url: str, conf: dict[str, Any], timeout: flo
     return env
 
 
-def latest_run_state(env: dict[str, str]) -> tuple[str, str, dict[str, str]]:
-    """(run_id, state, {task_id: state}) of the newest run, read from Airflow's metadata database."""
+def _metadata_db(env: dict[str, str]) -> sqlite3.Connection:
+    """Airflow's metadata database, read-only (never creates it before ``airflow db migrate``)."""
     db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
-    with sqlite3.connect(db) as connection:
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+
+
+def latest_run_state(env: dict[str, str]) -> tuple[str, str, dict[str, str]]:
+    """(run_id, state, {task_id: state}) of the newest run, read from Airflow's metadata database;
+    tasks upstream first (by priority weight, which sums downstream tasks)."""
+    with _metadata_db(env) as connection:
         run_id, state = connection.execute(
             "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
         ).fetchone()
         tasks = dict(
             connection.execute(
-                "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (DAG_ID, run_id)
+                "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?"
+                " ORDER BY priority_weight DESC, task_id",
+                (DAG_ID, run_id),
             ).fetchall()
         )
     return run_id, state, tasks
+
+
+def run_durations(env: dict[str, str], run_id: str) -> tuple[float | None, list[dict[str, Any]]]:
+    """The run's wall time and each task's (start to end, deferrals included), in seconds."""
+    with _metadata_db(env) as connection:
+        connection.create_function("seconds", 2, _seconds_between, deterministic=True)
+        (dag_seconds,) = connection.execute(
+            "SELECT seconds(start_date, end_date) FROM dag_run WHERE dag_id = ? AND run_id = ?",
+            (DAG_ID, run_id),
+        ).fetchone()
+        rows = connection.execute(
+            "SELECT task_id, state, seconds(start_date, end_date) FROM task_instance"
+            " WHERE dag_id = ? AND run_id = ? ORDER BY start_date",
+            (DAG_ID, run_id),
+        ).fetchall()
+    return dag_seconds, [{"task": task, "state": state, "seconds": took} for task, state, took in rows]
 
 
 def xcom(env: dict[str, str], run_id: str, task_id: str) -> Any:
@@ -117,12 +151,26 @@ def xcom(env: dict[str, str], run_id: str, task_id: str) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 1)
+
+
 def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """What the run produced, read back from local_aws (as one would from AWS) and the run's XComs."""
     sagemaker = client("sagemaker", aws_url)
     autoscaling = client("application-autoscaling", aws_url)
+    logs = client("logs", aws_url)
     run_id, run_state, task_states = latest_run_state(env)
-    summary: dict[str, Any] = {"run_id": run_id, "run_state": run_state, "tasks": task_states}
+    dag_seconds, task_durations = run_durations(env, run_id)
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "run_state": run_state,
+        "dag_seconds": dag_seconds,
+        "tasks": task_states,
+        "task_durations": task_durations,
+    }
 
     tuning_jobs = sagemaker.list_hyper_parameter_tuning_jobs(SortBy="CreationTime", SortOrder="Descending")
     if tuning_jobs["HyperParameterTuningJobSummaries"]:
@@ -136,6 +184,7 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
             "best_training_job": best.get("TrainingJobName"),
             "best_hyperparameters": best.get("TunedHyperParameters"),
             "best_objective": best.get("FinalHyperParameterTuningJobObjectiveMetric"),
+            "trials_detail": [_trial(t, logs) for t in tuning_trials(sagemaker, name)],
         }
 
     newest_first = sagemaker.list_training_jobs(SortBy="CreationTime", SortOrder="Descending")
@@ -144,12 +193,15 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
         if "TuningJobArn" in described:
             continue
         metrics = {m["MetricName"]: round(m["Value"], 4) for m in described.get("FinalMetricDataList", [])}
+        log_text = job_log(logs, described["TrainingJobName"])
         summary["training"] = {
             "job": described["TrainingJobName"],
             "status": described["TrainingJobStatus"],
             "instances": described["ResourceConfig"]["InstanceCount"],
             "seconds": described.get("TrainingTimeInSeconds"),
             "test_accuracy": metrics.get("test:accuracy"),
+            "epochs": len(display.parse_epochs(log_text)),
+            "timings": parse_timings(log_text),
             "metrics": metrics,
             "debugger_rules": {
                 r["RuleConfigurationName"]: r["RuleEvaluationStatus"]
@@ -191,6 +243,58 @@ def summarize(aws_url: str, conf: dict[str, Any], env: dict[str, str]) -> dict[s
     group = conf.get("model_package_group", "dog-breed-classifier")
     summary["registry"] = registry_summary(sagemaker, group, endpoint_name)
     return summary
+
+
+def tuning_trials(sagemaker: Any, tuning_job: str) -> list[dict[str, Any]]:
+    """ListTrainingJobsForHyperParameterTuningJob, every page, oldest trial first."""
+    pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+        HyperParameterTuningJobName=tuning_job
+    )
+    trials = [t for page in pages for t in page["TrainingJobSummaries"]]
+    return sorted(trials, key=lambda t: t["CreationTime"])
+
+
+def _trial(trial: dict[str, Any], logs: Any) -> dict[str, Any]:
+    started, ended = trial.get("TrainingStartTime"), trial.get("TrainingEndTime")
+    objective = trial.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    return {
+        "job": trial["TrainingJobName"],
+        "status": trial["TrainingJobStatus"],
+        "hyperparameters": trial.get("TunedHyperParameters"),
+        "objective": objective.get("Value"),
+        "seconds": round((ended - started).total_seconds(), 1) if started and ended else None,
+        "timings": parse_timings(job_log(logs, trial["TrainingJobName"])),
+    }
+
+
+def job_log(logs: Any, job_name: str) -> str:
+    """The job's first instance's log (``<job>/algo-1-<epoch>``) from CloudWatch Logs, as AWS keeps it."""
+    try:
+        streams = logs.describe_log_streams(
+            logGroupName=TRAINING_LOG_GROUP, logStreamNamePrefix=f"{job_name}/"
+        )
+    except logs.exceptions.ResourceNotFoundException:  # no job has logged yet
+        return ""
+    names = sorted(s["logStreamName"] for s in streams["logStreams"])
+    if not names:
+        return ""
+    lines: list[str] = []
+    token = None
+    while True:
+        page = logs.get_log_events(
+            logGroupName=TRAINING_LOG_GROUP, logStreamName=names[0], startFromHead=True,
+            **({"nextToken": token} if token else {}),
+        )  # fmt: skip
+        lines += [event["message"] for event in page["events"]]
+        if not page["events"] or page.get("nextForwardToken") == token:
+            return "\n".join(lines)
+        token = page["nextForwardToken"]
+
+
+def parse_timings(log_text: str) -> dict[str, float]:
+    from local_aws.services.sagemaker.training.telemetry import parse_timings as parse
+
+    return {phase: round(seconds, 1) for phase, seconds in parse(log_text).items()}
 
 
 def rollout_summary(aws_url: str, endpoint_name: str) -> dict[str, Any]:
@@ -252,18 +356,127 @@ class RolloutWatch:
                 self.timeline.append({"seconds": round(time.monotonic() - self._started, 1), **sample})
 
     def lines(self) -> list[str]:
-        out = []
-        for point in self.timeline:
-            share = (
-                ""
-                if point["new_fleet_share"] is None
-                else f"{point['new_fleet_share']:.0%} on the new fleet, "
-            )
-            phase = f" ({point['phase']})" if point["phase"] else ""
-            out.append(
-                f"+{point['seconds']:6.1f} s  {point['status']:<11} {share}live {point['live_config']}{phase}"
-            )
-        return out
+        return [display.rollout_line(point) for point in self.timeline]
+
+    def latest(self) -> dict[str, Any] | None:
+        return self.timeline[-1] if self.timeline else None
+
+
+class DemoProgress:
+    """What a run is doing, polled in a thread while the main thread runs the DAG: each task's
+    state from Airflow's metadata database, and through the AWS APIs the tuning trials, the
+    final training job's epochs (its log) and the endpoint (the canary's share from ``rollout``).
+    A line per change, through ``terminal`` (a live table on a terminal, plain lines otherwise)."""
+
+    def __init__(
+        self, terminal: Terminal, env: dict[str, str], aws_url: str, endpoint_name: str,
+        rollout: RolloutWatch | None = None, interval: float = 1.0,
+    ):  # fmt: skip
+        self.terminal = terminal
+        self._env = env
+        self._sagemaker = client("sagemaker", aws_url)
+        self._logs = client("logs", aws_url)
+        self._endpoint = endpoint_name
+        self._rollout = rollout
+        self._interval = interval
+        self._since = datetime.now(UTC)
+        self._previous_run = self._run_state()[0]
+        self.tasks: dict[str, str | None] = {}
+        self.lines: dict[str, str] = {}
+        self._finished: set[str] = set()  # tuning, training: nothing more to poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="demo-progress", daemon=True)
+
+    def __enter__(self) -> DemoProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._poll_once()  # the final states
+
+    def panel(self) -> Any:
+        return display.status_panel(self.tasks, list(self.lines.values()), self.terminal.elapsed())
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._poll_once()
+
+    def _poll_once(self) -> None:
+        try:
+            self.poll()
+        except Exception as error:  # progress is best effort; the run goes on
+            self._show("progress", f"progress: {type(error).__name__}: {error}")
+
+    def poll(self) -> None:
+        run_id, tasks = self._run_state()
+        if run_id is not None and run_id != self._previous_run:
+            for line in display.task_changes(self.tasks, tasks):
+                self.terminal.line(line)
+            self.tasks = tasks
+        self._poll_tuning()
+        self._poll_training()
+        self._poll_endpoint()
+
+    def _run_state(self) -> tuple[str | None, dict[str, str | None]]:
+        try:
+            run_id, _, tasks = latest_run_state(self._env)
+        except (sqlite3.Error, TypeError):  # no database or no run yet
+            return None, {}
+        return run_id, tasks
+
+    def _show(self, key: str, line: str) -> None:
+        if self.lines.get(key) != line:
+            self.lines = {**self.lines, key: line}
+            self.terminal.line(line)
+
+    def _newest(self, listing: str, summaries: str, name_key: str) -> str | None:
+        found = getattr(self._sagemaker, listing)(
+            SortBy="CreationTime", SortOrder="Descending", MaxResults=10
+        )
+        for item in found[summaries]:
+            if item["CreationTime"] >= self._since:
+                return item[name_key]
+        return None
+
+    def _poll_tuning(self) -> None:
+        if "tuning" in self._finished:
+            return
+        name = self._newest("list_hyper_parameter_tuning_jobs", "HyperParameterTuningJobSummaries",
+                            "HyperParameterTuningJobName")  # fmt: skip
+        if name:
+            tuning = self._sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+            self._show("tuning", display.tuning_line(tuning, tuning_trials(self._sagemaker, name)))
+            if tuning["HyperParameterTuningJobStatus"] in FINISHED:
+                self._finished.add("tuning")
+
+    def _poll_training(self) -> None:
+        if "training" in self._finished:
+            return
+        found = self._sagemaker.list_training_jobs(
+            SortBy="CreationTime", SortOrder="Descending", MaxResults=10
+        )
+        for item in found["TrainingJobSummaries"]:
+            if item["CreationTime"] < self._since:
+                break
+            job = self._sagemaker.describe_training_job(TrainingJobName=item["TrainingJobName"])
+            if "TuningJobArn" not in job:  # the final training job, not a trial
+                epochs = display.parse_epochs(job_log(self._logs, job["TrainingJobName"]))
+                self._show("training", display.training_line(job, epochs))
+                if job["TrainingJobStatus"] in FINISHED:
+                    self._finished.add("training")
+                return
+
+    def _poll_endpoint(self) -> None:
+        if "training" not in self.lines:
+            return  # nothing to deploy yet (a retraining's endpoint is the previous run's until then)
+        try:
+            endpoint = self._sagemaker.describe_endpoint(EndpointName=self._endpoint)
+        except self._sagemaker.exceptions.ClientError:  # not created yet
+            return
+        latest = self._rollout.latest() if self._rollout else None
+        self._show("endpoint", display.endpoint_line(endpoint, latest))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,41 +487,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for each DAG run")
     args = parser.parse_args(argv)
 
+    terminal = Terminal()
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     conf = DEMO_PROFILE if args.profile == "demo" else TINY_PROFILE
-    started = time.monotonic()
-    print(f"[demo] workdir {workdir}", flush=True)
+    setup = os.environ.get(SETUP_SECONDS_ENV)
+    if setup:
+        terminal.line(f"set-up (make demo's venv install) took {float(setup):.0f} s")
+    terminal.line(f"workdir {workdir}")
     dataset = prepare_dataset(workdir, args.profile)
     with LocalAwsProcess(workdir / "local_aws") as aws:
-        print(f"[demo] local_aws on {aws.url}; uploading {dataset}", flush=True)
+        terminal.line(f"local_aws on {aws.url}; uploading {dataset}")
         count = upload_directory(aws.url, dataset, conf["dataset_s3_uri"])
-        print(f"[demo] {count} images in {conf['dataset_s3_uri']}", flush=True)
+        terminal.line(f"{count} images in {conf['dataset_s3_uri']}")
         failed = False
         endpoint_name = conf.get("endpoint_name", "dog-breed-classifier")
+        env = airflow_environment(workdir / "airflow", aws.url)
         for run in range(1, args.runs + 1):
-            print(f"[demo] run {run}: airflow dags test {DAG_ID}; log in {workdir}", flush=True)
-            with RolloutWatch(aws.url, endpoint_name) as watch:
+            terminal.line(f"run {run}: airflow dags test {DAG_ID}; its log in {workdir / 'airflow.log'}")
+            # A retraining updates the live endpoint as a canary: sample its traffic shares.
+            watch = RolloutWatch(aws.url, endpoint_name) if run > 1 else None
+            with (
+                watch or contextlib.nullcontext(),
+                DemoProgress(terminal, env, aws.url, endpoint_name, rollout=watch) as progress,
+                terminal.showing(progress.panel),
+            ):
                 try:
-                    env = run_pipeline(workdir, aws.url, conf, args.timeout)
-                except Exception as error:  # still print what was reached
-                    print(f"[demo] run {run} failed: {error}", file=sys.stderr, flush=True)
-                    env = airflow_environment(workdir / "airflow", aws.url)
+                    run_pipeline(workdir, aws.url, conf, args.timeout)
+                except Exception as error:  # still show what was reached
+                    terminal.line(f"run {run} failed: {error}")
             summary = summarize(aws.url, conf, env)
-            print(json.dumps(summary, indent=2, default=str), flush=True)
-            print(format_registry(summary["registry"]), flush=True)
-            if run > 1:
-                print(f"[demo] run {run}'s rollout of {endpoint_name}, traffic over time:", flush=True)
-                for line in watch.lines():
-                    print(f"[demo]   {line}", flush=True)
-                final = summary.get("endpoint", {})
-                print(
-                    f"[demo] final: {final.get('status')} on {final.get('config')}; {summary['rollout']}",
-                    flush=True,
-                )
+            if watch is not None:
+                summary["rollout"]["timeline"] = watch.timeline
+            path = workdir / f"summary-run{run}.json"
+            path.write_text(json.dumps(summary, indent=2, default=str))
+            terminal.print(*display.summary_tables(summary))
+            terminal.line(f"run {run}'s whole summary (JSON): {path}")
             failed = failed or summary["run_state"] != "success"
-    print(f"[demo] {'FAILED' if failed else 'done'} in {time.monotonic() - started:.0f} s", flush=True)
+    terminal.line(f"{'FAILED' if failed else 'done'} in {terminal.elapsed():.0f} s")
     return 1 if failed else 0
 
 

@@ -43,22 +43,6 @@ def registry_summary(sagemaker: Any, group: str, endpoint_name: str) -> dict[str
     }
 
 
-def format_registry(summary: dict[str, Any]) -> str:
-    """The summary as a small table for a terminal."""
-    if "error" in summary:
-        return f"model registry {summary['group']}: {summary['error']}"
-    lines = [f"model registry {summary['group']}: {len(summary['versions'])} version(s)"]
-    lines.append(f"  {'version':>7}  {'status':<21}  {'accuracy':>8}  {'loss':>6}  live  approval")
-    for v in summary["versions"]:
-        accuracy = "-" if v["test_accuracy"] is None else f"{v['test_accuracy']:.4f}"
-        loss = "-" if v["test_loss"] is None else f"{v['test_loss']:.3f}"
-        lines.append(
-            f"  {v['version']:>7}  {v['status'] or '-':<21}  {accuracy:>8}  {loss:>6}  "
-            f"{'yes ' if v['live'] else '    '}  {v['approval'] or ''}"
-        )
-    return "\n".join(lines)
-
-
 def _live_package(sagemaker: Any, endpoint_name: str) -> str | None:
     try:
         arn = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointArn"]

@@ -172,8 +172,9 @@ def airflow_environment(airflow_home: Path | str, endpoint_url: str) -> dict[str
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint_url),
-        # local_aws jobs take seconds, not hours: poll often.
-        "AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS": "2",
+        # local_aws jobs take seconds, not hours: poll as often as the setting allows (whole
+        # seconds; the tuning wait polls at 3x this). Each poll is one Describe* on loopback.
+        "AIRFLOW__DOG_BREED__POLL_INTERVAL_SECONDS": "1",
         "AIRFLOW__DOG_BREED__RETRY_DELAY_SECONDS": "2",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), os.getenv("PYTHONPATH")])),
         # The Lambda and endpoint processes that local_aws starts find boto3's endpoint through it;
