@@ -42,6 +42,7 @@ TRAINING_WAIT_S = 26 * HOUR
 TUNING_CHECK_INTERVAL_S = 3 * POLL_S  # the tuning trigger polls at most 480 times: 24 h at 180 s
 ENDPOINT_WAIT_S = 2 * HOUR
 ROLLBACK_WAIT_S = HOUR
+LAMBDA_WAIT_S = 15 * 60  # function Active, provisioned concurrency Ready: minutes on AWS
 
 aws = {"aws_conn_id": AWS_CONN_ID, "region_name": "{{ params.region }}"}
 # The registry version this run deploys (the review's decision); a rollback marks it Rejected.
@@ -148,6 +149,8 @@ def dog_breed_pipeline():
         memory_size="{{ params.lambda_memory_mb }}",
         timeout="{{ params.lambda_timeout_s }}",
         provisioned_concurrency="{{ params.lambda_provisioned_concurrency }}",
+        waiter_delay=POLL_S,
+        waiter_max_attempts=LAMBDA_WAIT_S // POLL_S,
         **aws,
     )
     smoke_test = EndpointSmokeTestOperator(

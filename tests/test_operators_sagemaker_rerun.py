@@ -275,3 +275,33 @@ def test_a_version_that_is_not_approved_is_never_deployed(sagemaker):
     with pytest.raises(AirflowFailException, match="is PendingManualApproval: waiting; only Approved"):
         deploy_operator(package).execute({})
     assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_a_training_wait_describes_the_job_at_its_check_interval_not_every_30_s(monkeypatch):
+    """The provider's hook, streaming a job's logs, describes it when 30 s have passed since the
+    last DescribeTrainingJob; ours hands it the last call's time shifted so that happens every
+    check_interval, and keeps its own clock unshifted."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    from dog_breed.hooks import PipelineSageMakerHook
+
+    clock = {"now": 0.0}
+    described: list[float] = []
+
+    def provider(self, job_name, positions, stream_names, instance_count, state, last_description, last_call):
+        if clock["now"] - last_call >= 30:  # the provider's rule
+            described.append(clock["now"])
+            return state, {"at": clock["now"]}, clock["now"]
+        return state, last_description, last_call
+
+    monkeypatch.setattr(SageMakerHook, "describe_training_job_with_log", provider)
+    hook = PipelineSageMakerHook(aws_conn_id=None)
+    hook._describe_interval = 2.0  # what check_training_status_with_log sets from check_interval
+    last_call, description = 0.0, {}
+    for second in range(1, 11):
+        clock["now"] = float(second)
+        _, description, last_call = hook.describe_training_job_with_log(
+            "job", {}, [], 1, 0, description, last_call
+        )
+    assert described == [2.0, 4.0, 6.0, 8.0, 10.0]
+    assert (last_call, description) == (10.0, {"at": 10.0})

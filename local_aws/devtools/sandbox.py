@@ -187,7 +187,7 @@ def rerun_tasks(
     dag_id: str, run_id: str, task_ids: list[str], env: dict[str, str], timeout: float, log_path: Path
 ) -> dict[str, str]:
     """``airflow tasks test`` for each task of a run, in one process (``devtools.task_reruns``):
-    the tasks that did not end ``success``, with why."""
+    the tasks that did not end ``success``, with why. Raises if not every task was run."""
     command = [sys.executable, "-m", "local_aws.devtools.task_reruns", dag_id, run_id, *task_ids]
     with log_path.open("a") as log:
         completed = subprocess.run(
@@ -195,10 +195,14 @@ def rerun_tasks(
         )
     lines = completed.stdout.strip().splitlines()
     try:
-        return json.loads(lines[-1])["failed"]
+        result = json.loads(lines[-1])
+        ran, failed = result["ran"], result["failed"]
     except (IndexError, ValueError, KeyError):
         tail = log_path.read_text()[-4000:]
         raise RuntimeError(f"task reruns exited {completed.returncode} without a result\n{tail}") from None
+    if ran != task_ids:
+        raise RuntimeError(f"task reruns ran {ran}, not {task_ids}")
+    return failed
 
 
 def airflow(args: list[str], env: dict[str, str], timeout: float, log_path: Path | None = None) -> None:

@@ -5,8 +5,8 @@ plugin package before the task runs; re-running every task of a run that way spe
 its time starting up. This runs the same CLI command (``airflow tasks test <dag> <task>
 <run_id>``, parsed by Airflow's own parser) once per task in one interpreter and reads each
 task instance's state back from the metadata database, which is what a retry or a clear
-leaves behind. Prints one JSON object: ``{"failed": {task_id: reason}}``; exits 1 if any
-task did not succeed.
+leaves behind. Prints one JSON object: ``{"ran": [task_id, ...], "failed": {task_id: reason}}``;
+exits 1 if any task did not succeed.
 
 Usage: ``python -m local_aws.devtools.task_reruns <dag_id> <run_id> <task_id>...``
 """
@@ -18,15 +18,17 @@ import sys
 import time
 
 
-def rerun(dag_id: str, run_id: str, task_ids: list[str]) -> dict[str, str]:
+def rerun(dag_id: str, run_id: str, task_ids: list[str]) -> tuple[list[str], dict[str, str]]:
     from airflow.cli import cli_parser
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
     parser = cli_parser.get_parser()
+    ran: list[str] = []
     failed: dict[str, str] = {}
     for task_id in task_ids:
         started = time.monotonic()
+        ran.append(task_id)
         args = parser.parse_args(["tasks", "test", dag_id, task_id, run_id])
         try:
             args.func(args)
@@ -43,13 +45,13 @@ def rerun(dag_id: str, run_id: str, task_ids: list[str]) -> dict[str, str]:
             )
             if ti.state != "success":
                 failed[task_id] = f"ended {ti.state}"
-    return failed
+    return ran, failed
 
 
 def main(argv: list[str] | None = None) -> int:
     dag_id, run_id, *task_ids = sys.argv[1:] if argv is None else argv
-    failed = rerun(dag_id, run_id, task_ids)
-    print(json.dumps({"failed": failed}), flush=True)
+    ran, failed = rerun(dag_id, run_id, task_ids)
+    print(json.dumps({"ran": ran, "failed": failed}), flush=True)
     return 1 if failed else 0
 
 

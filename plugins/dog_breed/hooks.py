@@ -39,9 +39,54 @@ def describe_or_none(describe: Callable[..., dict], *args: Any, **kwargs: Any) -
         raise
 
 
+# While it streams a training job's logs, the provider's hook describes the job at most every
+# 30 s (hooks/sagemaker.py, describe_training_job_with_log), whatever check_interval says.
+PROVIDER_LOG_DESCRIBE_S = 30.0
+
+
 class PipelineSageMakerHook(SageMakerHook):
-    """SageMakerHook plus the champion tags the quality gate and the rollback read and write, and
-    the model registry calls the provider's hook lacks."""
+    """SageMakerHook plus the champion tags the quality gate and the rollback read and write, the
+    model registry calls the provider's hook lacks, and a training wait that notices the job's
+    end at its own ``check_interval`` rather than up to 30 s late."""
+
+    _describe_interval = PROVIDER_LOG_DESCRIBE_S
+
+    def check_training_status_with_log(
+        self,
+        job_name: str,
+        non_terminal_states: set,
+        failed_states: set,
+        wait_for_completion: bool,
+        check_interval: int,
+        max_ingestion_time: int | None = None,
+    ) -> Any:
+        self._describe_interval = min(PROVIDER_LOG_DESCRIBE_S, float(check_interval))
+        return super().check_training_status_with_log(
+            job_name,
+            non_terminal_states,
+            failed_states,
+            wait_for_completion,
+            check_interval,
+            max_ingestion_time,
+        )
+
+    def describe_training_job_with_log(
+        self,
+        job_name: str,
+        positions: Any,
+        stream_names: list,
+        instance_count: int,
+        state: int,
+        last_description: dict,
+        last_describe_job_call: float,
+    ) -> tuple[int, dict, float]:
+        """The provider's, with its 30 s between DescribeTrainingJob calls made ``check_interval``:
+        the last call's time is handed to it that much earlier, and given back unshifted."""
+        shifted = last_describe_job_call - (PROVIDER_LOG_DESCRIBE_S - self._describe_interval)
+        state, description, called = super().describe_training_job_with_log(
+            job_name, positions, stream_names, instance_count, state, last_description, shifted
+        )
+        return state, description, last_describe_job_call if called == shifted else called
 
     def tags(self, arn: str) -> dict[str, str]:
         return tags_as_dict(self.conn.list_tags(ResourceArn=arn).get("Tags", []))

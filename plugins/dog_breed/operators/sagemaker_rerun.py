@@ -108,6 +108,7 @@ class ResumableSageMakerTuningOperator(SageMakerTuningOperator):
 class ResumableSageMakerTrainingOperator(SageMakerTrainingOperator):
     """SageMakerTrainingOperator that reuses or resumes its own training job on rerun."""
 
+    aws_hook_class = PipelineSageMakerHook  # notices the job's end at check_interval
     operator_extra_links = (SageMakerTrainingJobLink(),)
 
     def __init__(self, **kwargs: Any) -> None:
