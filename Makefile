@@ -46,10 +46,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not e2e"
 
-# The demo prints how long its set-up took (0 s once installed).
+# The demo prints how long its set-up took (0 s once installed). DEMO_ARGS: e.g. --runs 2, --serve.
 demo:
 	@started=$$(date +%s); $(MAKE) --no-print-directory demo-setup && \
-	DEMO_SETUP_SECONDS=$$(( $$(date +%s) - started )) $(PY) -m local_aws.devtools.demo
+	DEMO_SETUP_SECONDS=$$(( $$(date +%s) - started )) $(PY) -m local_aws.devtools.demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) -m bench

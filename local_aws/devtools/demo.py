@@ -479,12 +479,30 @@ class DemoProgress:
         self._show("endpoint", display.endpoint_line(endpoint, latest))
 
 
+def serve_until_interrupted(terminal: Terminal, aws: LocalAwsProcess, conf: dict[str, Any]) -> None:
+    """What the run left (registry, endpoint, Lambda, alarms) stays readable by any AWS client."""
+    group = conf.get("model_package_group", "dog-breed-classifier")
+    terminal.line(
+        f"local_aws keeps serving on {aws.url} (Ctrl-C ends it); for example:\n"
+        f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 "
+        f"--endpoint-url {aws.url} sagemaker list-model-packages --model-package-group-name {group}"
+    )
+    try:
+        while aws.running:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        terminal.line("stopping local_aws")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_aws.devtools.demo", description=__doc__)
     parser.add_argument("--workdir", default=str(REPO_ROOT / ".demo"))
     parser.add_argument("--profile", choices=sorted(SAMPLE_DATA), default="demo")
     parser.add_argument("--runs", type=int, default=1, help="2 shows retraining update the endpoint")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for each DAG run")
+    parser.add_argument(
+        "--serve", action="store_true", help="then keep local_aws up for the AWS CLI (Ctrl-C ends)"
+    )
     args = parser.parse_args(argv)
 
     terminal = Terminal()
@@ -525,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             terminal.print(*display.summary_tables(summary))
             terminal.line(f"run {run}'s whole summary (JSON): {path}")
             failed = failed or summary["run_state"] != "success"
-    terminal.line(f"{'FAILED' if failed else 'done'} in {terminal.elapsed():.0f} s")
+        terminal.line(f"{'FAILED' if failed else 'done'} in {terminal.elapsed():.0f} s")
+        if args.serve:
+            serve_until_interrupted(terminal, aws, conf)
     return 1 if failed else 0
 
 

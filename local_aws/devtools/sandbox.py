@@ -85,6 +85,10 @@ class LocalAwsProcess:
             self.url = found.group(1)
             self._ready.set()
 
+    @property
+    def running(self) -> bool:
+        return self._group is not None and self._group.running
+
     def stop(self, grace: float = 15) -> None:
         if self._group is not None:
             self._group.stop(grace)
