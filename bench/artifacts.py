@@ -16,8 +16,9 @@ from bench.config import REPO_ROOT, BenchConfig, SampleRecipe
 MODEL_SCRIPTS = REPO_ROOT / "model_scripts"
 STAMP_FILE = "bench_stamp.json"
 EPOCHS_PER_RESUME = 2
-# One run trains each model at most once: sections share it even if model_scripts/ change mid-run.
-_PREPARED: dict[tuple[BenchConfig, str], SampleArtifacts] = {}
+# One run trains each model at most once: sections (and recipes that are the same) share it,
+# even if model_scripts/ change mid-run.
+_PREPARED: dict[tuple[BenchConfig, SampleRecipe], SampleArtifacts] = {}
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,9 @@ def sample_artifacts(
     recipes = {"agreement": config.agreement_model, "hard": config.hard_model}
     if which not in recipes:
         raise ValueError(f"which must be one of {sorted(recipes)}, got {which!r}")
-    key = (config, which)
+    key = (config, recipes[which])
     if key not in _PREPARED:
-        recipe = recipes[which]
-        _PREPARED[key] = _prepare(config, recipe, log)
+        _PREPARED[key] = _prepare(config, recipes[which], log)
     return _PREPARED[key]
 
 

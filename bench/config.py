@@ -75,14 +75,18 @@ FULL = BenchConfig(
     lambda_invocations=30,
 )  # fmt: skip
 
+# Quick mode checks the machinery once, on the smallest inputs: one train.py run (the hard case
+# reuses the agreement model; its own recipe only changes figures), 32 px like the tests' model.
+QUICK_SAMPLE = SampleRecipe(
+    "agreement", classes=3, per_class=4, eval_per_class=2, image_side=40, epochs=1,
+    min_test_accuracy=0.0, max_epochs=1,
+)  # fmt: skip
+
 QUICK = BenchConfig(
     name="quick",
-    image_size=64,
-    agreement_model=SampleRecipe(
-        "agreement", classes=3, per_class=4, eval_per_class=2, image_side=96, epochs=1,
-        min_test_accuracy=0.0, max_epochs=1,
-    ),
-    hard_model=SampleRecipe("hard", classes=4, per_class=2, eval_per_class=1, image_side=96, epochs=1),
+    image_size=32,
+    agreement_model=QUICK_SAMPLE,
+    hard_model=QUICK_SAMPLE,
     agreement_images=6,
     latency_block=3,
     model_only_rounds=3,
@@ -94,6 +98,6 @@ QUICK = BenchConfig(
     train_batch_size=4,
     train_steps=1,
     train_rounds=2,
-    dag_parse_repeats=2,
+    dag_parse_repeats=1,
     lambda_invocations=2,
 )  # fmt: skip

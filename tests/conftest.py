@@ -7,6 +7,9 @@
 - ``trained_model_dir``: ``training_run.model_dir``, a SageMaker model directory
   (model.pth, model_config.json, code/inference.py, code/requirements.txt, and
   model.int8.onnx when fast_serving could export it). Treat it as read-only; copy it to modify.
+- ``read_only_chain``: one ``served_model.serve_model`` chain (local_aws, the trained model on an
+  endpoint, the Lambda in front) for the modules that only send it requests (bad input, load);
+  modules that inject faults, change the endpoint or run their own clock deploy their own.
 - ``airflow_stack``, ``airflow_api``, ``first_run``: the one ``make airflow`` stack of the session
   and its first REST-triggered run (``stack_fixtures``); the tests using it run last, together.
 """
@@ -109,6 +112,17 @@ def training_run(sample_dataset_dir, tmp_path_factory) -> TrainingRun:
 @pytest.fixture(scope="session")
 def trained_model_dir(training_run) -> Path:
     return training_run.model_dir
+
+
+@pytest.fixture(scope="session")
+def read_only_chain(tmp_path_factory, trained_model_dir):
+    """Deployed once: a module that leaves the chain broken fails its own last test (bad input checks
+    the same processes still answer) and every later user's, so sharing hides nothing."""
+    from served_model import serve_model
+
+    served = serve_model(tmp_path_factory.mktemp("read_only_chain"), trained_model_dir)
+    yield served
+    served.server.stop()
 
 
 def pytest_collection_modifyitems(

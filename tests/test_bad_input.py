@@ -9,7 +9,7 @@ import json
 import pytest
 from bad_input_corpus import LambdaCase, endpoint_cases, good_jpeg, lambda_cases
 from botocore.exceptions import ClientError
-from served_model import ServedModel, invoke_lambda, serve_model
+from served_model import ServedModel, invoke_lambda
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -18,10 +18,8 @@ ENDPOINT_CASES = endpoint_cases()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, trained_model_dir) -> ServedModel:
-    served = serve_model(tmp_path_factory.mktemp("bad_input"), trained_model_dir)
-    yield served
-    served.server.stop()
+def served(read_only_chain) -> ServedModel:
+    return read_only_chain
 
 
 @pytest.fixture(scope="module")

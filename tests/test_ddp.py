@@ -14,7 +14,10 @@ from conftest import REPO, TRAIN_SCRIPT, tiny_train_argv, train_env
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 HOSTS = '["algo-1","algo-2"]'
-TRAIN_IMAGES = 4 * 24  # sample_dataset_dir: 4 classes x 24 training images
+# The smallest set that still gives each rank two optimizer steps (batch 4 of its 8 images), so the
+# replicas would drift apart if gradients were not all-reduced; every step costs seconds on a CPU.
+CLASSES, PER_CLASS, BATCH_SIZE = 4, 4, 4
+TRAIN_IMAGES = CLASSES * PER_CLASS
 SHARD = re.compile(r"rank=(\d) world_size=(\d) trained_images_last_epoch_this_rank=(\d+)")
 # train.py's own main, plus one line: each rank saves the weights it ended with, for the comparison.
 KEEP_FINAL_WEIGHTS = (
@@ -30,18 +33,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_train_one_model(sample_dataset_dir, tmp_path):
+@pytest.fixture(scope="module")
+def ddp_dataset_dir(tmp_path_factory):
+    from sample_data import generate
+
+    return generate(tmp_path_factory.mktemp("ddp_dataset"), CLASSES, PER_CLASS, 40, seed=0, per_class_eval=1)
+
+
+def test_two_processes_train_one_model(ddp_dataset_dir, tmp_path):
     port = str(free_port())
     processes = []
     for host in ("algo-1", "algo-2"):
         root = tmp_path / host
         argv = tiny_train_argv(
-            sample_dataset_dir,
+            ddp_dataset_dir,
             root / "model",
             root / "checkpoints",
             root / "output",
             epochs=1,
-            batch_size=8,
+            batch_size=BATCH_SIZE,
             export_onnx="false",
         )
         env = train_env(

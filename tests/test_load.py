@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from bad_input_corpus import good_jpeg
-from served_model import ServedModel, serve_model
+from served_model import ServedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -46,10 +46,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, trained_model_dir) -> ServedModel:
-    served = serve_model(tmp_path_factory.mktemp("load"), trained_model_dir, with_lambda=False)
-    yield served
-    served.server.stop()
+def served(read_only_chain) -> ServedModel:
+    return read_only_chain
 
 
 def run_load(served: ServedModel, body: bytes) -> tuple[LoadResult, float]:
