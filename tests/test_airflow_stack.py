@@ -1,9 +1,11 @@
-"""The DAG in a running Airflow (``make airflow``'s stack): REST trigger, retraining, asset trigger.
+"""The DAG in a running Airflow (``make airflow``'s stack): REST trigger, asset trigger.
 
 The stack (local_aws, api-server, scheduler, dag-processor, triggerer) and the first
 REST-triggered run are the session's, shared with the browser tests (``stack_fixtures``).
 Runs are triggered the way the UI's trigger form does it (``POST /api/v2/dags/{id}/dagRuns``
 with a ``logical_date`` and a ``conf``), with the tiny Params profile so a run takes minutes.
+The scheduler's retraining (a second run updating the live endpoint in place) is the run a
+person approves in tests/test_ui_approval.py: one run checks both.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from stack_fixtures import task_states, trigger, wait_for_run
 
 from local_aws.devtools.airflow_stack import DAG_ID, AirflowStack
 from local_aws.devtools.demo import TINY_PROFILE
-from local_aws.devtools.sandbox import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -34,36 +34,11 @@ def api(airflow_api: httpx.Client) -> httpx.Client:
     return airflow_api
 
 
-def live_endpoint(stack: AirflowStack) -> tuple[list[str], str]:
-    """(names of all endpoints, the config behind ours), read from local_aws like from SageMaker."""
-    sagemaker = client("sagemaker", stack.aws_url)
-    names = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
-    return names, sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
-
-
 def test_rest_triggered_run_succeeds(first_run: dict[str, Any]) -> None:
     assert first_run["run_type"] == "manual"
     assert first_run["conf"] == TINY_PROFILE
     assert first_run["state"] == "success", first_run["tasks"]
     assert set(first_run["tasks"].values()) == {"success"}, first_run["tasks"]
-
-
-def test_retraining_run_updates_the_live_endpoint(
-    stack: AirflowStack, api: httpx.Client, first_run: dict[str, Any]
-) -> None:
-    assert first_run["state"] == "success", "the first run must have deployed"
-    endpoints_before, config_before = live_endpoint(stack)
-    assert endpoints_before == [ENDPOINT]
-
-    second = trigger(api, TINY_PROFILE)
-    state = wait_for_run(stack, api, second["dag_run_id"])
-    assert state == "success", task_states(api, second["dag_run_id"])
-
-    endpoints_after, config_after = live_endpoint(stack)
-    states = task_states(api, second["dag_run_id"])
-    assert endpoints_after == [ENDPOINT], "retraining must update the endpoint, not add one"
-    assert config_after != config_before, f"endpoint still on {config_before}; tasks: {states}"
-    assert states["deploy_endpoint"] == "success", states
 
 
 def test_dataset_asset_update_starts_a_run(stack: AirflowStack, api: httpx.Client) -> None:

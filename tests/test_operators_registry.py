@@ -345,6 +345,40 @@ def test_the_answer_becomes_the_versions_status_and_description(aws, event, stat
     assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (status, description)
 
 
+def test_a_retry_takes_the_answer_its_earlier_try_got_instead_of_asking_again(aws, monkeypatch):
+    """Airflow 3.3 retries a review answered while it parked (the executor's late report reads as
+    "state changed externally"); the answer is in the task instance's HITL detail."""
+    from airflow.providers.standard.operators import hitl
+    from airflow.sdk.api.datamodels._generated import HITLDetailResponse, HITLUser
+    from airflow.sdk.execution_time import hitl as sdk_hitl
+    from airflow.sdk.timezone import utcnow
+
+    run = params(approval="manual")
+    training, registered = register(aws, run, "job-retried-review", [4, 3, 3])
+    decision = tasks.quality_gate(training, registered, params=run)
+    asked: list[dict] = []
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", lambda **request: asked.append(request))
+    details = {
+        "ti-answered": HITLDetailResponse(
+            response_received=True, responded_by_user=HITLUser(id="admin", name="admin"),
+            responded_at=utcnow(), chosen_options=["Reject"], params_input={approval.COMMENT_PARAM: "no"},
+        ),
+    }  # fmt: skip
+
+    def detail_of(ti_id):
+        if ti_id not in details:
+            raise RuntimeError("404: no Human-in-the-loop detail")
+        return details[ti_id]
+
+    monkeypatch.setattr(sdk_hitl, "get_hitl_detail_content_detail", detail_of)
+    retried = {"task_instance": SimpleNamespace(id="ti-answered", try_number=2)}
+    outcome = review(decision).execute(retried)
+    assert (outcome["status"], outcome["description"]) == ("Rejected", "Rejected by admin in Airflow: no")
+    assert not asked, "asked again, which would have overwritten the answer"
+    described = aws.sm.describe_model_package(ModelPackageName=decision["package_arn"])
+    assert described["ModelApprovalStatus"] == "Rejected"
+
+
 def test_a_decided_version_is_not_reviewed_again(aws):
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 

@@ -56,6 +56,7 @@ def test_a_person_approves_in_the_airflow_ui_and_the_run_deploys_that_version(
     assert first_run["state"] == "success", "a live champion to compare with"
     sagemaker = client("sagemaker", airflow_stack.aws_url)
     champion = live_package(sagemaker)
+    config_before = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     run_id = trigger(airflow_api, MANUAL_PROFILE)["dag_run_id"]
     review = wait_for_review(airflow_stack, airflow_api, run_id)
     comparison = xcom(airflow_api, run_id, "quality_gate")["comparison"]
@@ -123,8 +124,10 @@ def test_a_person_approves_in_the_airflow_ui_and_the_run_deploys_that_version(
     assert arn in {p["ModelPackageArn"] for p in approved["ModelPackageSummaryList"]}
 
     # Deployed from the registry: the endpoint's model names the package, both carry its ARN.
+    # This run is also the scheduler's retraining: the one endpoint is updated, not added to.
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [ENDPOINT]
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] != config_before
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["PrimaryContainer"]["ModelPackageName"] == arn

@@ -85,12 +85,44 @@ class ModelVersionApprovalOperator(ApprovalOperator):
             raise AirflowFailException(
                 f"{self.package_arn} is {status}, but in {self.gate['mode']!r} mode the quality gate decides"
             )
+        answered = self._answer_given_to_an_earlier_try(context)
+        if answered is not None:
+            self.log.info("%s was answered before this try: %s", self.package_arn, answered["chosen_options"])
+            return self.execute_complete(context, answered)
         comparison = self.gate["comparison"]
         self.subject = approval.review_subject(comparison)
         self.body = approval.review_body(comparison)
         self.response_timeout = timedelta(hours=float(self.approval_timeout_hours))
         self.log.info("Asking for a review of %s (answer within %s)", self.package_arn, self.response_timeout)
         return super().execute(context)
+
+    def _answer_given_to_an_earlier_try(self, context: Any) -> dict[str, Any] | None:
+        """The answer already in this task instance's HITL detail, as a resume event, if any.
+
+        Airflow 3.3 can retry a review answered while it was still parking: the executor's report
+        that the parking process ended lands after the answer re-queued the task ("state changed
+        externally"), and the task goes up_for_retry. Asking again would overwrite the answer
+        (the detail is one per task instance), so a retry takes it instead.
+        """
+        ti = context.get("task_instance")
+        if ti is None or getattr(ti, "try_number", 1) <= 1:
+            return None
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+        try:
+            detail = get_hitl_detail_content_detail(ti.id)
+        except Exception as error:  # no detail yet (the earlier try never asked): ask now
+            self.log.info("No earlier review for this task instance (%s)", error)
+            return None
+        if not getattr(detail, "response_received", False):
+            return None
+        user = detail.responded_by_user
+        return {
+            "chosen_options": detail.chosen_options,
+            "params_input": detail.params_input or {},
+            "responded_at": detail.responded_at,
+            "responded_by_user": user.model_dump() if user is not None else None,
+        }
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if event.get("error_type") == "timeout":
