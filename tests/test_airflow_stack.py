@@ -21,8 +21,6 @@ from local_aws.devtools.demo import TINY_PROFILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
-ENDPOINT = TINY_PROFILE.get("endpoint_name", "dog-breed-classifier")
-
 
 @pytest.fixture
 def stack(airflow_stack: AirflowStack) -> AirflowStack:
