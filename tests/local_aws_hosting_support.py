@@ -70,10 +70,11 @@ HANDLER = textwrap.dedent(
 )
 
 
-def model_archive(label: str) -> bytes:
+def model_archive(label: str, handler: str = HANDLER) -> bytes:
+    """model.tar.gz with ``label.txt`` and ``handler`` as code/inference.py."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in (("label.txt", label), ("code/inference.py", HANDLER)):
+        for name, text in (("label.txt", label), ("code/inference.py", handler)):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)

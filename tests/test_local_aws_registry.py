@@ -8,18 +8,17 @@ package, served by a real model server that got its container from the package.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import textwrap
 import uuid
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from local_aws_hosting_support import model_archive
 
 from local_aws.devtools.sandbox import client
 from local_aws.protocol.server import LocalAwsServer
@@ -288,23 +287,12 @@ def test_groups_and_packages_carry_tags(sm):
     assert sm.list_tags(ResourceArn=arn)["Tags"] == [], "a deleted package's tags go with it"
 
 
-def model_archive(label: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in (("label.txt", label), ("code/inference.py", HANDLER)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_a_model_from_a_package_serves_the_packages_container(server, sm, s3):
     """CreateModel with ModelPackageName takes image, model data and environment from the package
     (the container's own Environment on top); like SageMaker it does not ask for approval."""
     group = new_group(sm)
     key = f"{group}/model.tar.gz"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=model_archive("from-the-registry"))
+    s3.put_object(Bucket=BUCKET, Key=key, Body=model_archive("from-the-registry", HANDLER))
     spec = specification(
         f"s3://{BUCKET}/{key}", SAGEMAKER_PROGRAM="inference.py", FLAVOUR="package", COLOUR="red"
     )

@@ -183,11 +183,9 @@ REGISTRY_ACTIONS = {
 }
 
 
-def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_their_service():
-    """...and reaches the model registry only in its own group (SageMaker lower-cases ARNs)."""
-    sm = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
-    registry_arns = {f"{sm}:model-package-group/dog-breed-models", f"{sm}:model-package/dog-breed-models/*"}
-    policy = airflow_worker_policy(
+def worker_policy() -> dict:
+    """The worker policy for this module's deployment."""
+    return airflow_worker_policy(
         region=REGION,
         account=ACCOUNT,
         dataset_s3_uri=DATASET_URI,
@@ -197,6 +195,13 @@ def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_
         function_name=FUNCTION,
         model_package_group=GROUP,
     )
+
+
+def test_airflow_worker_policy_has_no_wildcard_actions_and_passes_roles_only_to_their_service():
+    """...and reaches the model registry only in its own group (SageMaker lower-cases ARNs)."""
+    sm = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    registry_arns = {f"{sm}:model-package-group/dog-breed-models", f"{sm}:model-package/dog-breed-models/*"}
+    policy = worker_policy()
     assert_s3_scoped_to(policy, [DATASET_URI, ARTIFACTS_URI])
     for action, resource, statement in grants(policy):
         assert "*" not in action, action
@@ -221,16 +226,7 @@ def test_airflow_worker_may_touch_only_this_endpoints_alarms():
     from dog_breed.params import PipelineSettings
     from dog_breed.specs import rollback_alarm_requests
 
-    policy = airflow_worker_policy(
-        region=REGION,
-        account=ACCOUNT,
-        dataset_s3_uri=DATASET_URI,
-        artifacts_s3_uri=ARTIFACTS_URI,
-        sagemaker_role_arn=f"arn:aws:iam::{ACCOUNT}:role/DogBreedSageMakerExecution",
-        endpoint_name=ENDPOINT,
-        function_name=FUNCTION,
-        model_package_group=GROUP,
-    )
+    policy = worker_policy()
     alarm_arns = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
     allowed = {
         f"{alarm_arns}{ENDPOINT}/rollback/*",
