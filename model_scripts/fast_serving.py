@@ -18,6 +18,7 @@ imports this module in containers where only some of them exist.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -188,6 +189,63 @@ def float_node_names(onnx_path: str | Path, roles: Iterable[str]) -> list[str]:
     return [by_role[role] for role in roles]
 
 
+def _uniform_bin_collector(histogram_collector: type) -> type:
+    """onnxruntime's HistogramCollector with a faster merge of each later batch into a histogram.
+
+    For the absolute-value histograms that Percentile calibration builds,
+    onnxruntime re-bins every batch after the first with
+    ``np.histogram(bins=<edge array>)``, numpy's general path, which sorts the
+    batch: measured 0.54 s per 224 px ResNet50 image here, 60% of a 128-image
+    export. Those edges are meant to be uniform (a linspace, extended by whole
+    bins when a batch exceeds them), so ``np.histogram(bins=n, range=...)``
+    counts into bins of the same span and width without sorting: 4x faster.
+    (onnxruntime's float32 edges drift from uniform by under half a bin, so a
+    value in such a sliver counts one bin over; percentiles agree to within a
+    bin, see the test.) Entropy's real-value histograms already work this way.
+    """
+
+    class UniformBinHistogramCollector(histogram_collector):  # type: ignore[misc, valid-type]
+        def collect_absolute_value(self, name_to_arr: dict[str, Any]) -> None:
+            first_seen = {name: data for name, data in name_to_arr.items() if name not in self.histogram_dict}
+            if first_seen:  # onnxruntime's own first pass is already a uniform-bin histogram
+                super().collect_absolute_value(first_seen)
+            for name, data in name_to_arr.items():
+                values = np.asarray(data).ravel()
+                if name in first_seen or values.size == 0:
+                    continue
+                counts, edges, old_min, old_max = self.histogram_dict[name]
+                magnitudes = np.absolute(values)
+                largest = np.nanmax(magnitudes)
+                if largest > edges[-1]:  # grow by whole bins, as onnxruntime does
+                    width = edges[1] - edges[0]
+                    edges = np.hstack((edges, np.arange(edges[-1] + width, largest + width, width)))
+                merged, _ = np.histogram(
+                    magnitudes, bins=len(edges) - 1, range=(float(edges[0]), float(edges[-1]))
+                )
+                merged[: len(counts)] += counts
+                self.histogram_dict[name] = (
+                    merged,
+                    edges.astype(values.dtype),
+                    min(old_min, np.nanmin(values)),
+                    max(old_max, np.nanmax(values)),
+                )
+
+    return UniformBinHistogramCollector
+
+
+@contextlib.contextmanager
+def _uniform_bin_histograms() -> Iterator[None]:
+    """While quantize_static runs, its histogram calibrators use ``_uniform_bin_collector``."""
+    from onnxruntime.quantization import calibrate
+
+    original = calibrate.HistogramCollector
+    calibrate.HistogramCollector = _uniform_bin_collector(original)
+    try:
+        yield
+    finally:
+        calibrate.HistogramCollector = original
+
+
 def quantize_prepared(
     prepared_path: str | Path,
     output_path: str | Path,
@@ -206,23 +264,24 @@ def quantize_prepared(
     if recipe.calibration not in CALIBRATION_METHODS:
         raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, got {recipe.calibration!r}")
     output_path = Path(output_path)
-    quantize_static(
-        str(prepared_path),
-        str(output_path),
-        _calibration_reader(_split_batches(calibration_batches, max_rows=CALIBRATION_ROWS), image_size),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        reduce_range=False,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=getattr(CalibrationMethod, recipe.calibration),
-        nodes_to_exclude=float_node_names(prepared_path, recipe.keep_float),
-        extra_options={
-            "WeightSymmetric": True,
-            "ActivationSymmetric": False,
-            "CalibStridedMinMax": 1,  # one batch per collection round: bounded memory (see _BatchReader)
-        },
-    )
+    with _uniform_bin_histograms():
+        quantize_static(
+            str(prepared_path),
+            str(output_path),
+            _calibration_reader(_split_batches(calibration_batches, max_rows=CALIBRATION_ROWS), image_size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, recipe.calibration),
+            nodes_to_exclude=float_node_names(prepared_path, recipe.keep_float),
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                "CalibStridedMinMax": 1,  # one batch per collection round: bounded memory (see _BatchReader)
+            },
+        )
     return output_path
 
 

@@ -147,3 +147,44 @@ def test_session_threads_follow_physical_cores() -> None:
 def test_softmax_is_stable_for_large_logits() -> None:
     probabilities = fast_serving.softmax(np.array([[1000.0, 1000.0, -1000.0]], dtype=np.float32))
     np.testing.assert_allclose(probabilities, [[0.5, 0.5, 0.0]], atol=1e-6)
+
+
+def test_percentile_histograms_match_onnxruntimes_own_and_are_used_only_while_quantizing() -> None:
+    from onnxruntime.quantization import calibrate
+
+    rng = np.random.default_rng(0)
+    # Later batches reach past the first one's range, so the histogram grows by whole bins.
+    batches = [
+        {"relu": [rng.standard_normal(5000).astype(np.float32) * scale], "empty": [np.zeros(0, np.float32)]}
+        for scale in (1.0, 3.0, 0.5, 4.0)
+    ]
+
+    def collected(collector_class: type) -> calibrate.HistogramCollector:
+        collector = collector_class(
+            method="percentile", symmetric=True, num_bins=2048, num_quantized_bins=128,
+            percentile=99.99, scenario="same",
+        )  # fmt: skip
+        for batch in batches:
+            collector.collect({"relu": batch["relu"]})
+        return collector
+
+    ours = collected(fast_serving._uniform_bin_collector(calibrate.HistogramCollector))
+    theirs = collected(calibrate.HistogramCollector)
+    our_counts, our_edges, *our_range = ours.histogram_dict["relu"]
+    their_counts, their_edges, *their_range = theirs.histogram_dict["relu"]
+    assert len(our_edges) > 2049  # it grew
+    np.testing.assert_array_equal(our_edges, their_edges)
+    assert our_counts.sum() == their_counts.sum() > 19_900  # both drop what is below the first batch's range
+    # onnxruntime's float32 edges drift from exactly uniform by under half a bin, so a value in
+    # such a sliver counts one bin over: the cumulative counts (what a percentile reads) agree closely.
+    assert np.abs(np.cumsum(our_counts) - np.cumsum(their_counts)).max() <= 0.002 * their_counts.sum()
+    assert our_range == their_range
+    width = float(their_edges[1] - their_edges[0])
+    for (*_, our_threshold), (*_, their_threshold) in zip(
+        ours.compute_collection_result().values(), theirs.compute_collection_result().values(), strict=True
+    ):
+        assert abs(float(our_threshold) - float(their_threshold)) <= width
+
+    with fast_serving._uniform_bin_histograms():
+        assert calibrate.HistogramCollector is not theirs.__class__
+    assert calibrate.HistogramCollector is theirs.__class__
