@@ -71,7 +71,7 @@ FULL = BenchConfig(
     train_batch_size=16,
     train_steps=2,
     train_rounds=3,
-    dag_parse_repeats=5,
+    dag_parse_repeats=9,
     lambda_invocations=30,
 )  # fmt: skip
 
