@@ -54,17 +54,17 @@ def test_export_writes_a_static_qdq_model_with_per_channel_weights(model_dir: Pa
         if node.op_type == "DequantizeLinear" and any(a.name == "axis" for a in node.attribute)
         for output in node.output
     }
-    # The default recipe keeps the first convolution and the classifier float; the 52 other
-    # convolutions carry int8 weights with one scale per output channel.
-    assert fast_serving.DEFAULT_RECIPE.keep_float == ("first_conv", "classifier")
+    # The default recipe keeps only the classifier float; all 53 convolutions carry int8
+    # weights with one scale per output channel.
+    assert fast_serving.DEFAULT_RECIPE.keep_float == ("classifier",)
     convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
-    assert sum(node.input[1] in per_channel for node in convolutions) == 52
+    assert sum(node.input[1] in per_channel for node in convolutions) == 53
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param and not batch_dim.dim_value
     assert not list((model_dir).glob("*.fp32.onnx")), "intermediate files must not be left in the model dir"
 
 
-def test_layers_kept_float_take_float_inputs_and_the_rest_are_quantized(model_dir: Path) -> None:
+def test_the_layer_kept_float_takes_float_inputs_and_the_rest_are_quantized(model_dir: Path) -> None:
     model = onnx.load(str(model_dir / fast_serving.INT8_MODEL_FILE))
     produced_by = {output: node for node in model.graph.node for output in node.output}
     compute = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
@@ -76,8 +76,8 @@ def test_layers_kept_float_take_float_inputs_and_the_rest_are_quantized(model_di
             name in produced_by and produced_by[name].op_type == "DequantizeLinear" for name in node.input[:2]
         )
 
-    assert not dequantized(first) and not dequantized(classifier)
-    assert all(dequantized(node) for node in compute[1:-1])
+    assert not dequantized(classifier)
+    assert dequantized(first) and all(dequantized(node) for node in compute[1:-1])
 
 
 def test_float_node_names_and_recipes_refuse_what_they_do_not_know(model_dir: Path, tmp_path: Path) -> None:
