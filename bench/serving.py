@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench import stock_handler
-from bench.artifacts import SampleArtifacts, sample_artifacts
+from bench.artifacts import sample_artifacts
 from bench.config import BenchConfig
 from bench.machine import measured_peaks, model_flops
 from bench.quantization import quantization_tradeoff
@@ -207,36 +207,6 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     )
 
 
-def hard_case_section(config: BenchConfig, artifacts: SampleArtifacts, result: SectionResult) -> None:
-    """Top-1 agreement stock vs ours on the barely trained 133-class model: a figure, not a target."""
-    import torch
-    from fast_serving import OnnxPredictor
-    from inference import preprocess
-
-    images = [path.read_bytes() for path in artifacts.evaluation_images()]
-    stock = stock_handler.model_fn(artifacts.model_dir)
-    with torch.no_grad():
-        stock_batch = torch.stack(
-            [stock.transform(stock_handler.input_fn(image, CONTENT_TYPE)) for image in images]
-        )
-        stock_top1 = np.concatenate(
-            [stock.network(stock_batch[i : i + 16]).argmax(dim=1).numpy() for i in range(0, len(images), 16)]
-        )
-    ours = OnnxPredictor(artifacts.model_dir).logits(
-        np.stack([preprocess(image, config.image_size) for image in images])
-    )
-    agreement = float(100 * np.mean(ours.argmax(axis=1) == stock_top1))
-    result.details["hard_case"] = {
-        "model": artifacts.describe(),
-        "images": len(images),
-        "top1_agreement_percent": agreement,
-    }
-    result.notes.append(
-        f"hard case ({artifacts.describe()}): stock vs int8 top-1 agreement {agreement:.1f}% "
-        f"on {len(images)} images (reported, no target: its top-1/top-2 margins are tiny)"
-    )
-
-
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResult:
     result = SectionResult("serving: endpoint handlers and model-only latency")
     artifacts = sample_artifacts(config, "agreement", log)
@@ -272,7 +242,6 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
     )
     hard = sample_artifacts(config, "hard", log)
     log("   hard case and quantization recipes ...")
-    hard_case_section(config, hard, result)
     quantization_tradeoff(config, hard, result, log)
     return result
 
