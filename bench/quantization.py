@@ -4,9 +4,10 @@ Run on the hard-case model (133 classes, barely trained), where top-1/top-2
 margins are small enough for int8 error to flip answers, so recipes differ.
 The hard-case figure is the int8 model train.py shipped, against eager fp32 on
 the same input (what int8 alone changes; the serving section measures what
-preprocessing changes on the agreement model). Each recipe quantizes the same pre-processed fp32 ONNX model with the same
-calibration images train.py uses, and is judged on top-1 agreement with
-eager fp32 (same preprocessed input), logit error and batch-1 latency.
+preprocessing changes on the agreement model). Each recipe quantizes the same
+pre-processed fp32 ONNX model with the same calibration images (fewer than
+train.py's), and is judged on top-1 agreement with eager fp32 (same
+preprocessed input), logit error and batch-1 latency.
 Sensitivity: onnxruntime's QDQ debugging tools give each activation's and
 weight's signal-to-quantization-noise ratio (SQNR, dB) in the all-int8 model;
 the lowest are the layers that lose most to int8.

@@ -202,7 +202,8 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     result.notes.append(
         f"model: {flops / 1e9:.2f} GFLOP/image (multiply-add = 2); eager fp32 reaches "
         f"{_utilisation_text(eager_use)}; "
-        f"peaks from {peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s (torch), "
+        f"peaks from {peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s (best of "
+        f"torch {peaks['fp32_gflops_torch']:.0f}, onnxruntime {peaks['fp32_gflops_onnxruntime']:.0f}), "
         f"bf16 {peaks['bf16_gflops']:.0f} (torch), int8 {peaks['int8_gops']:.0f} GOP/s (onnxruntime u8s8)"
     )
 

@@ -17,6 +17,7 @@ forward + backward) over the measured peak of the arithmetic it runs in.
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -95,7 +96,7 @@ def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str
     criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING)
     total_steps = config.train_steps * config.train_rounds
 
-    def ours(amp: str) -> tuple[Callable[[int], int], str]:
+    def ours(amp: str) -> tuple[Callable[[int, int | None], int], str]:
         precision = training_model.choose_precision(amp, cluster.use_cuda)
         model = copy.deepcopy(initial).to(memory_format=torch.channels_last)
         optimizer = training_model.make_optimizer(model, LEARNING_RATE, WEIGHT_DECAY)
@@ -104,10 +105,17 @@ def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str
             cached, labels, config.train_batch_size, size, cluster, seed=0
         )
 
-        def epoch(index: int) -> int:
+        def epoch(index: int, steps: int | None) -> int:
             model.train()
             _, seen = training_loop.train_one_epoch(
-                model, batches.epoch(index), criterion, optimizer, scheduler, None, precision, cluster
+                model,
+                itertools.islice(batches.epoch(index), steps),
+                criterion,
+                optimizer,
+                scheduler,
+                None,
+                precision,
+                cluster,
             )
             return seen
 
@@ -119,10 +127,10 @@ def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str
     )
     plain_loader = _plain_loader(paths, labels, size, config.train_batch_size)
 
-    def plain_epoch(_: int) -> int:
+    def plain_epoch(_: int, steps: int | None) -> int:
         plain_model.train()
         seen = 0
-        for images, targets in plain_loader:
+        for images, targets in itertools.islice(plain_loader, steps):
             plain_optimizer.zero_grad(set_to_none=True)
             loss = criterion(plain_model(images), targets)
             loss.backward()
@@ -131,15 +139,19 @@ def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str
         return seen
 
     ours_epoch, ours_precision = ours("auto")
-    paths_by_name: dict[str, Callable[[int], int]] = {"plain fp32": plain_epoch, "train.py": ours_epoch}
+    paths_by_name: dict[str, Callable[[int, int | None], int]] = {
+        "plain fp32": plain_epoch,
+        "train.py": ours_epoch,
+    }
     if ours_precision != "fp32":
         paths_by_name["train.py fp32"] = ours("off")[0]
     rates: dict[str, list[float]] = {name: [] for name in paths_by_name}
     for round_index in range(config.train_rounds):
         for name, epoch in paths_by_name.items():
             began = time.perf_counter()
-            seen = epoch(round_index)
-            if round_index > 0:  # round 0 warms up: oneDNN picks and caches kernels per shape
+            # Round 0 is one untimed step: oneDNN picks and caches its kernels per shape.
+            seen = epoch(round_index, 1 if round_index == 0 else None)
+            if round_index > 0:
                 rates[name].append(seen / (time.perf_counter() - began))
     training_flops = BACKWARD_FACTOR * model_flops(initial.eval(), size)
     peaks = measured_peaks(config.peak_matrix_side)  # right after, in the same conditions
@@ -207,7 +219,8 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
         f"{measured['threads']} compute threads; ResNet50 from random init on the {artifacts.recipe.name} "
         f"set's JPEGs ({artifacts.recipe.image_side} px); train.py decodes them once before timing "
         "(its 'data' phase), the plain loop decodes every step; peaks from "
-        f"{peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f}, "
+        f"{peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} (torch "
+        f"{peaks['fp32_gflops_torch']:.0f}, onnxruntime {peaks['fp32_gflops_onnxruntime']:.0f}), "
         f"bf16 {peaks['bf16_gflops']:.0f} GFLOP/s"
     )
     return result
