@@ -55,10 +55,11 @@ class BenchConfig:
 FULL = BenchConfig(
     name="full",
     image_size=224,
-    # One epoch reaches 0.93 valid accuracy here; each resume is another train.py run and export.
+    # Two epochs reach 0.97 test accuracy here, one only 0.80 (its schedule is shorter); each resume
+    # is another train.py run and int8 export at 224 px, so start where the target is safely met.
     agreement_model=SampleRecipe(
-        "agreement", classes=5, per_class=30, eval_per_class=24, image_side=320, epochs=1,
-        min_test_accuracy=0.8, max_epochs=7,
+        "agreement", classes=5, per_class=30, eval_per_class=24, image_side=320, epochs=2,
+        min_test_accuracy=0.8, max_epochs=8,
     ),
     hard_model=SampleRecipe("hard", classes=133, per_class=1, eval_per_class=1, image_side=320, epochs=1),
     agreement_images=240,
