@@ -38,7 +38,9 @@ class BenchConfig:
     recipe_latency_rounds: int  # batch-1 forward passes per quantization recipe
     recipe_calibration_images: int  # calibration set of every recipe compared (train.py uses 128)
     sensitivity_images: int  # images through the per-layer quantization error analysis
-    peak_matrix_side: int  # n of the n x n x n matmul that measures peak FLOP/s
+    # n of the n x n x n matmuls that measure peak FLOP/s: the best of them is the peak (a small one
+    # fits the caches, a large one amortizes the packing; which wins differs by runtime and CPU)
+    peak_matrix_sides: tuple[int, ...]
     train_sizes: tuple[int, ...]  # training section: image sides (the demo's 64 px, ImageNet's 224)
     train_batch_size: int
     train_steps: int  # timed optimizer steps per path per round
@@ -69,7 +71,7 @@ FULL = BenchConfig(
     recipe_latency_rounds=12,
     recipe_calibration_images=32,
     sensitivity_images=4,
-    peak_matrix_side=2048,
+    peak_matrix_sides=(512, 2048),
     train_sizes=(64, 224),
     train_batch_size=16,
     train_steps=2,
@@ -96,7 +98,7 @@ QUICK = BenchConfig(
     recipe_latency_rounds=2,
     recipe_calibration_images=4,
     sensitivity_images=2,
-    peak_matrix_side=256,
+    peak_matrix_sides=(256,),
     train_sizes=(32,),
     train_batch_size=4,
     train_steps=1,

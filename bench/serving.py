@@ -154,19 +154,23 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     runs = interleaved(paths, list(range(config.model_only_rounds)), max(1, config.model_only_rounds // 3))
     stats = {name: summarize(run.seconds) for name, run in runs.items()}
     flops = model_flops(stock.network, config.image_size)
-    peaks = measured_peaks(config.peak_matrix_side)
+    peaks = measured_peaks(config.peak_matrix_sides)
     peak_by_path = {
         "eager fp32": peaks["fp32_gflops"],
         "onnx fp32": peaks["fp32_gflops"],
         "onnx int8": peaks["int8_gops"],
     }
+    # The peak is the best of its repeats, so the model is judged by the best of its rounds too:
+    # the same statistic on both sides, and cycles that other tenants of the host take out of
+    # either. The p50 is kept beside it.
     utilisation = {}
     for name, stat in stats.items():
-        achieved = flops / (stat.p50_ms / 1000.0) / 1e9
+        achieved = flops / (stat.best_ms / 1000.0) / 1e9
         utilisation[name] = {
             "achieved_gflops": achieved,
             "peak_gflops": peak_by_path[name],
             "fraction": achieved / peak_by_path[name],
+            "fraction_at_p50": flops / (stat.p50_ms / 1000.0) / 1e9 / peak_by_path[name],
         }
     result.details["model_only"] = {name: stat.as_dict() for name, stat in stats.items()}
     result.details["model_flops_per_image"] = flops
@@ -190,7 +194,7 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     fastest = min(stats, key=lambda name: stats[name].p50_ms)
     result.checks.append(
         Check(
-            f"model-only, fastest runtime ({fastest}) over its peak",
+            f"model-only, fastest runtime ({fastest}), best round over its peak",
             100.0 * utilisation[fastest]["fraction"],
             "%",
             MODEL_ONLY_PEAK_TARGET_PERCENT,
@@ -202,7 +206,7 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
     result.notes.append(
         f"model: {flops / 1e9:.2f} GFLOP/image (multiply-add = 2); eager fp32 reaches "
         f"{_utilisation_text(eager_use)}; "
-        f"peaks from {peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s (best of "
+        f"peaks from {peaks['matrix_sides']} n^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s (best of "
         f"torch {peaks['fp32_gflops_torch']:.0f}, onnxruntime {peaks['fp32_gflops_onnxruntime']:.0f}), "
         f"bf16 {peaks['bf16_gflops']:.0f} (torch), int8 {peaks['int8_gops']:.0f} GOP/s (onnxruntime u8s8)"
     )
@@ -248,4 +252,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
 
 
 def _utilisation_text(use: dict[str, float]) -> str:
-    return f"{use['achieved_gflops']:.0f} of {use['peak_gflops']:.0f} G(FL)OP/s peak = {use['fraction']:.0%}"
+    return (
+        f"best round {use['achieved_gflops']:.0f} of {use['peak_gflops']:.0f} G(FL)OP/s peak = "
+        f"{use['fraction']:.0%} (at p50 {use['fraction_at_p50']:.0%})"
+    )

@@ -16,6 +16,7 @@ class LatencyStats:
     p50_ms: float
     p90_ms: float
     mean_ms: float
+    best_ms: float
 
     @property
     def per_second(self) -> float:
@@ -35,6 +36,7 @@ def summarize(seconds: Sequence[float]) -> LatencyStats:
         p50_ms=float(np.percentile(milliseconds, 50)),
         p90_ms=float(np.percentile(milliseconds, 90)),
         mean_ms=float(milliseconds.mean()),
+        best_ms=float(milliseconds.min()),
     )
 
 

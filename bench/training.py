@@ -154,7 +154,7 @@ def _measure_size(config: BenchConfig, size: int, dataset_dir: Path) -> dict[str
             if round_index > 0:
                 rates[name].append(seen / (time.perf_counter() - began))
     training_flops = BACKWARD_FACTOR * model_flops(initial.eval(), size)
-    peaks = measured_peaks(config.peak_matrix_side)  # right after, in the same conditions
+    peaks = measured_peaks(config.peak_matrix_sides)  # right after, in the same conditions
     peak_of = {"plain fp32": "fp32", "train.py fp32": "fp32", "train.py": ours_precision}
     figures = {}
     for name, samples in rates.items():
@@ -214,12 +214,12 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
                     note=f"ours {_peak_text(ours)}; plain {_peak_text(plain)}",
                 )
             )
-    peaks = measured_peaks(config.peak_matrix_side)
+    peaks = measured_peaks(config.peak_matrix_sides)
     result.notes.append(
         f"{measured['threads']} compute threads; ResNet50 from random init on the {artifacts.recipe.name} "
         f"set's JPEGs ({artifacts.recipe.image_side} px); train.py decodes them once before timing "
         "(its 'data' phase), the plain loop decodes every step; peaks from "
-        f"{peaks['matrix_side']}^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} (torch "
+        f"{peaks['matrix_sides']} n^3 matmuls: fp32 {peaks['fp32_gflops']:.0f} (torch "
         f"{peaks['fp32_gflops_torch']:.0f}, onnxruntime {peaks['fp32_gflops_onnxruntime']:.0f}), "
         f"bf16 {peaks['bf16_gflops']:.0f} GFLOP/s"
     )
