@@ -33,9 +33,7 @@ HOSTING_ONLY = only("hosting", "sagemaker-runtime")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with LocalAwsServer(
-        tmp_path_factory.mktemp("hosting"), service_classes=HOSTING_ONLY
-    ) as running:
+    with LocalAwsServer(tmp_path_factory.mktemp("hosting"), service_classes=HOSTING_ONLY) as running:
         yield running
 
 
