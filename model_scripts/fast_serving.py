@@ -211,8 +211,10 @@ def _uniform_bin_collector(histogram_collector: type) -> type:
             if first_seen:  # onnxruntime's own first pass is already a uniform-bin histogram
                 super().collect_absolute_value(first_seen)
             for name, data in name_to_arr.items():
+                if name in first_seen:
+                    continue
                 values = np.asarray(data).ravel()
-                if name in first_seen or values.size == 0:
+                if values.size == 0:
                     continue
                 counts, edges, old_min, old_max = self.histogram_dict[name]
                 magnitudes = np.absolute(values)
