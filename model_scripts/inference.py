@@ -13,9 +13,9 @@ else becomes a 500). Without the toolkit it is a local class with the same
 ``status_code`` / ``message`` / ``phrase`` attributes, which the offline model
 server maps the same way.
 
-Runtime: ``DOG_BREED_RUNTIME`` = ``auto`` (default: the int8 ONNX model from
-``fast_serving`` when ``model.int8.onnx`` exists and onnxruntime imports, else
-PyTorch), ``onnx`` (required) or ``torch``.
+Runtime: ``DOG_BREED_RUNTIME`` = ``auto`` (default: when ``model.int8.onnx``
+exists, the first of OpenVINO and onnxruntime that loads it, else PyTorch),
+``openvino`` or ``onnx`` (that runtime, required) or ``torch``.
 """
 
 from __future__ import annotations
@@ -211,31 +211,38 @@ class TorchPredictor:
             return torch.softmax(logits.float(), dim=1).numpy()
 
 
-def _onnx_predictor(model_dir: Path) -> Predictor:
-    import onnxruntime  # noqa: F401  (fail here, clearly, when the runtime is missing)
-    from fast_serving import OnnxPredictor
+def _int8_predictor(runtime: str, model_dir: Path) -> Predictor:
+    from fast_serving import OnnxPredictor, OpenVinoPredictor
 
-    return OnnxPredictor(model_dir)
+    return {"openvino": OpenVinoPredictor, "onnx": OnnxPredictor}[runtime](model_dir)
+
+
+INT8_RUNTIMES = ("openvino", "onnx")  # auto's order: fastest first (bench: model-only section)
 
 
 def model_fn(model_dir: str) -> Predictor:
     """Load the predictor the ``DOG_BREED_RUNTIME`` environment variable asks for."""
     choice = os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
-    if choice not in ("auto", "onnx", "torch"):
-        raise ValueError(f"{RUNTIME_ENV} must be auto, onnx or torch, got {choice!r}")
+    choices = ("auto", *INT8_RUNTIMES, "torch")
+    if choice not in choices:
+        raise ValueError(f"{RUNTIME_ENV} must be {', '.join(choices[:-1])} or {choices[-1]}, got {choice!r}")
     directory = Path(model_dir)
     has_onnx = (directory / ONNX_MODEL_FILE).is_file()
-    if choice == "onnx":
+    predictor: Predictor | None = None
+    if choice in INT8_RUNTIMES:
         if not has_onnx:
-            raise FileNotFoundError(f"{RUNTIME_ENV}=onnx but {directory / ONNX_MODEL_FILE} does not exist")
-        predictor = _onnx_predictor(directory)
+            raise FileNotFoundError(
+                f"{RUNTIME_ENV}={choice} but {directory / ONNX_MODEL_FILE} does not exist"
+            )
+        predictor = _int8_predictor(choice, directory)
     elif choice == "auto" and has_onnx:
-        try:
-            predictor = _onnx_predictor(directory)
-        except Exception as error:  # any failure of the fast path falls back to the reference runtime
-            logger.warning("int8 ONNX model not usable (%s); serving with PyTorch", error)
-            predictor = TorchPredictor(directory)
-    else:
+        for runtime in INT8_RUNTIMES:
+            try:
+                predictor = _int8_predictor(runtime, directory)
+                break
+            except Exception as error:  # any failure of a fast path falls back to the next runtime
+                logger.warning("int8 model not usable with %s (%s: %s)", runtime, type(error).__name__, error)
+    if predictor is None:
         predictor = TorchPredictor(directory)
     logger.info(
         "serving %d classes at %d px with %s", len(predictor.classes), predictor.image_size, predictor.runtime

@@ -19,7 +19,7 @@ from training_telemetry import EVALUATION_FILE, evaluation_record
 
 logger = logging.getLogger("train")
 
-SERVING_REQUIREMENTS = ("onnxruntime==1.31.1", "pillow==13.0.0")
+SERVING_REQUIREMENTS = ("openvino==2026.4.1", "onnxruntime==1.31.1", "pillow==13.0.0")
 CALIBRATION_IMAGES = 128
 
 

@@ -39,7 +39,7 @@ ORDER = [
     "deploy_lambda",
     "smoke_test",
 ]
-HEAVY = ["torch", "torchvision", "sagemaker", "onnxruntime", "optuna", "moto"]
+HEAVY = ["torch", "torchvision", "sagemaker", "onnxruntime", "openvino", "optuna", "moto"]
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_the_first_deployment_has_no_canary_but_its_rollback_alarms_exist(finish
 def test_smoke_test_went_through_the_lambda_to_the_model(finished_run):
     smoke = finished_run["summary"]["smoke_test"]
     assert smoke["images"] == CONF["smoke_test_images"] and not smoke["problems"]
-    assert smoke["runtime"] == "onnx-int8"
+    assert smoke["runtime"] == "openvino-int8"  # model_fn's default where OpenVINO is installed
     assert len(smoke["predictions"]) == CONF["smoke_test_images"]
 
 

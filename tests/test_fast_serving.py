@@ -1,4 +1,4 @@
-"""fast_serving: the int8 ONNX export and its predictor, on a small ResNet50."""
+"""fast_serving: the int8 ONNX export and its predictors (onnxruntime, OpenVINO), on a small ResNet50."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ IMAGE_SIZE = 64
 CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita"]
 
 pytestmark = pytest.mark.slow
+
+# Both runtimes serve the same model.int8.onnx behind the same interface.
+PREDICTORS = pytest.mark.parametrize(
+    "predictor_class",
+    [fast_serving.OnnxPredictor, fast_serving.OpenVinoPredictor],
+    ids=["onnxruntime", "openvino"],
+)
 
 
 def calibration_images(count: int, seed: int) -> np.ndarray:
@@ -91,9 +98,13 @@ def test_float_node_names_and_recipes_refuse_what_they_do_not_know(model_dir: Pa
         fast_serving.quantize_prepared(path, tmp_path / "x.onnx", iter(()), IMAGE_SIZE, recipe)
 
 
-def test_predictor_returns_probabilities_for_any_batch_size(model_dir: Path) -> None:
-    predictor = fast_serving.OnnxPredictor(model_dir)
-    assert predictor.runtime == "onnx-int8"
+@PREDICTORS
+def test_predictor_returns_probabilities_for_any_batch_size(model_dir: Path, predictor_class: type) -> None:
+    predictor = predictor_class(model_dir)
+    assert (
+        predictor.runtime
+        == {"OnnxPredictor": "onnx-int8", "OpenVinoPredictor": "openvino-int8"}[predictor_class.__name__]
+    )
     assert predictor.classes == CLASSES and predictor.image_size == IMAGE_SIZE
     batch = calibration_images(3, seed=10)
     together = predictor.predict(batch)
@@ -103,39 +114,94 @@ def test_predictor_returns_probabilities_for_any_batch_size(model_dir: Path) -> 
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
 
 
-def test_int8_logits_track_the_float_model(model_dir: Path, network: torch.nn.Module) -> None:
+@PREDICTORS
+def test_int8_logits_track_the_float_model(
+    model_dir: Path, network: torch.nn.Module, predictor_class: type
+) -> None:
     batch = calibration_images(6, seed=20)
-    int8_logits = fast_serving.OnnxPredictor(model_dir).logits(batch)
+    int8_logits = predictor_class(model_dir).logits(batch)
     with torch.no_grad():
         float_logits = network(torch.from_numpy(batch)).numpy()
     for quantized, reference in zip(int8_logits, float_logits, strict=True):
         assert np.corrcoef(quantized, reference)[0, 1] > 0.9
 
 
-def test_predictor_rejects_wrong_input_shapes(model_dir: Path) -> None:
-    predictor = fast_serving.OnnxPredictor(model_dir)
+def test_openvino_runs_the_model_as_onnxruntime_does(model_dir: Path) -> None:
+    batch = calibration_images(8, seed=30)
+    theirs = fast_serving.OnnxPredictor(model_dir).logits(batch)
+    ours = fast_serving.OpenVinoPredictor(model_dir).logits(batch)
+    # Same quantization parameters, different kernels (rounding of requantized sums, fused adds):
+    # the logits differ by a small fraction of their spread, far below int8's own error.
+    assert np.abs(ours - theirs).max() < 0.05 * np.abs(theirs).max()
+    np.testing.assert_array_equal(ours.argmax(axis=1), theirs.argmax(axis=1))
+
+
+def test_openvino_predictor_serves_concurrent_request_threads(model_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = fast_serving.OpenVinoPredictor(model_dir)
+    images = [calibration_images(1, seed=40 + index) for index in range(8)]
+    sequential = [predictor.logits(image) for image in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the model server's request threads
+        concurrent = list(pool.map(predictor.logits, images * 3))
+    for index, logits in enumerate(concurrent):
+        np.testing.assert_allclose(logits, sequential[index % len(images)], rtol=1e-5, atol=1e-5)
+
+
+def test_openvino_keeps_float_layers_float_and_uses_the_physical_cores() -> None:
+    config = fast_serving.openvino_config()
+    assert config["INFERENCE_PRECISION_HINT"] == "f32" and config["PERFORMANCE_HINT"] == "LATENCY"
+    assert config["INFERENCE_NUM_THREADS"] == fast_serving.physical_core_count()
+    assert fast_serving.openvino_config(1)["INFERENCE_NUM_THREADS"] == 1
+
+
+@PREDICTORS
+def test_predictor_rejects_wrong_input_shapes(model_dir: Path, predictor_class: type) -> None:
+    predictor = predictor_class(model_dir)
     with pytest.raises(ValueError, match="batch must be"):
         predictor.predict(np.zeros((3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32))
     with pytest.raises(ValueError, match="batch must be"):
         predictor.predict(np.zeros((1, 3, IMAGE_SIZE + 1, IMAGE_SIZE), dtype=np.float32))
 
 
-def test_predictor_refuses_a_config_that_disagrees_with_the_model(model_dir: Path, tmp_path: Path) -> None:
+@PREDICTORS
+def test_predictor_refuses_a_config_that_disagrees_with_the_model(
+    model_dir: Path, tmp_path: Path, predictor_class: type
+) -> None:
     (tmp_path / fast_serving.INT8_MODEL_FILE).write_bytes(
         (model_dir / fast_serving.INT8_MODEL_FILE).read_bytes()
     )
     config = {"classes": [*CLASSES, "005.Alaskan_malamute"], "image_size": IMAGE_SIZE, "num_classes": 5}
     (tmp_path / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="outputs 4 classes"):
-        fast_serving.OnnxPredictor(tmp_path)
+        predictor_class(tmp_path)
 
 
-def test_inference_model_fn_serves_the_int8_model_when_asked(model_dir: Path, monkeypatch) -> None:
+def test_inference_model_fn_serves_the_int8_model_with_the_runtime_asked_for(
+    model_dir: Path, monkeypatch
+) -> None:
     import inference
 
-    monkeypatch.setenv(inference.RUNTIME_ENV, "onnx")
-    predictor = inference.model_fn(str(model_dir))
-    assert predictor.runtime == "onnx-int8"
+    for choice, runtime in (("auto", "openvino-int8"), ("openvino", "openvino-int8"), ("onnx", "onnx-int8")):
+        monkeypatch.setenv(inference.RUNTIME_ENV, choice)
+        assert inference.model_fn(str(model_dir)).runtime == runtime
+
+
+def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_load(
+    model_dir: Path, monkeypatch, caplog
+) -> None:
+    import inference
+
+    def unavailable(self, path: Path, threads: int) -> int:
+        raise ImportError("No module named 'openvino'")
+
+    monkeypatch.setattr(fast_serving.OpenVinoPredictor, "_load", unavailable)
+    monkeypatch.setenv(inference.RUNTIME_ENV, "auto")
+    assert inference.model_fn(str(model_dir)).runtime == "onnx-int8"
+    assert "not usable with openvino (ImportError: No module named 'openvino')" in caplog.text
+    monkeypatch.setenv(inference.RUNTIME_ENV, "openvino")  # asked for by name, it is required
+    with pytest.raises(ImportError, match="openvino"):
+        inference.model_fn(str(model_dir))
 
 
 def test_session_threads_follow_physical_cores() -> None:

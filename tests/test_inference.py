@@ -217,11 +217,11 @@ def test_runtime_selection(trained_model_dir, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"model\.int8\.onnx"):
         model_fn(str(without_onnx))
     monkeypatch.setenv(inference.RUNTIME_ENV, "tensorrt")
-    with pytest.raises(ValueError, match="auto, onnx or torch"):
+    with pytest.raises(ValueError, match="auto, openvino, onnx or torch"):
         model_fn(str(without_onnx))
     if (trained_model_dir / inference.ONNX_MODEL_FILE).exists():
         monkeypatch.setenv(inference.RUNTIME_ENV, "auto")
-        assert model_fn(str(trained_model_dir)).runtime == "onnx-int8"
+        assert model_fn(str(trained_model_dir)).runtime == "openvino-int8"
 
 
 # ---------------------------------------------------------------- bad requests
