@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu = machine["cpu"]
     print(
         f"bench ({config.name}) on {cpu['model']}, {cpu['physical_cores']} physical cores, "
-        f"{' '.join(cpu['flags'])}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}",
+        f"{' '.join(cpu['flags'])}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}, "
+        f"openvino {machine['openvino']}",
         flush=True,
     )
     progress = BenchProgress(chosen)

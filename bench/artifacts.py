@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.config import REPO_ROOT, BenchConfig, SampleRecipe
 
@@ -152,3 +154,14 @@ def _prepare(config: BenchConfig, recipe: SampleRecipe, log: Callable[[str], Non
         encoding="utf-8",
     )
     return SampleArtifacts(recipe, dataset_dir, model_dir, training_log, accuracy, epochs)
+
+
+def served_int8_predictor(model_dir: Path) -> Any:
+    """The int8 model as the endpoint serves it by default (``inference.model_fn``, runtime auto)."""
+    import inference
+
+    os.environ[inference.RUNTIME_ENV] = "auto"
+    predictor = inference.model_fn(str(model_dir))
+    if not predictor.runtime.endswith("-int8"):
+        raise RuntimeError(f"inference.model_fn chose {predictor.runtime}, not the int8 ONNX model")
+    return predictor

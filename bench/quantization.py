@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench import stock_handler
-from bench.artifacts import SampleArtifacts
+from bench.artifacts import SampleArtifacts, served_int8_predictor
 from bench.config import BenchConfig
 from bench.report import SectionResult
 from bench.stats import summarize
@@ -101,7 +101,6 @@ def quantization_tradeoff(
     import training_export
     from fast_serving import (
         DEFAULT_RECIPE,
-        OnnxPredictor,
         float_node_names,
         prepare_fp32_onnx,
         quantize_prepared,
@@ -119,7 +118,7 @@ def quantization_tradeoff(
     spread = np.linspace(0, len(training_paths) - 1, config.recipe_calibration_images).round().astype(int)
     calibration_paths = [training_paths[i] for i in sorted(set(spread.tolist()))]
     single = batch[:1]
-    shipped = OnnxPredictor(artifacts.model_dir)
+    shipped = served_int8_predictor(artifacts.model_dir)  # every int8 figure: the runtime served
     hard_case = _judged(
         np.concatenate([shipped.logits(chunk) for chunk in _chunks(batch)]),
         fp32,
@@ -130,6 +129,7 @@ def quantization_tradeoff(
     result.details["hard_case"] = {"model": artifacts.describe(), "images": len(batch), **hard_case}
     result.notes.append(
         f"hard case ({artifacts.describe()}): the int8 model train.py exported ({DEFAULT_RECIPE.name}, "
+        f"served with {shipped.runtime}, "
         f"{training_export.CALIBRATION_IMAGES} calibration images) agrees with fp32 on top-1 for "
         f"{hard_case['top1_agreement_with_fp32_percent']:.1f}% of {len(batch)} images, same input "
         "(reported, no target: its top-1/top-2 margins are tiny)"
@@ -151,7 +151,7 @@ def quantization_tradeoff(
                 recipe,
             )
             quantize_seconds = time.perf_counter() - began
-            predictor = OnnxPredictor(scratch, model_file=output.name)
+            predictor = type(shipped)(scratch, model_file=output.name)
             int8 = np.concatenate([predictor.logits(chunk) for chunk in _chunks(batch)])
             rows.append(
                 {

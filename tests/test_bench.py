@@ -93,6 +93,10 @@ def test_quick_bench_writes_every_section(tmp_path: Path, capsys) -> None:
     checks = {check["name"].split(" (")[0] for check in serving["checks"]}
     assert checks == {"top-1 agreement stock vs int8", "model-only, fastest runtime"}
     assert serving["details"]["handler"]["images"] >= 1
+    assert serving["details"]["served_runtime"] == "openvino-int8"  # what model_fn serves by default
+    assert {"onnx int8", "openvino int8"} <= set(serving["details"]["model_only"])
+    peaks = serving["details"]["peaks"]
+    assert peaks["int8_gops"] == max(peaks["int8_gops_onnxruntime"], peaks["int8_gops_openvino"]) > 0
     assert serving["details"]["hard_case"]["images"] >= 1
     recipes = serving["details"]["int8_recipes"]
     assert {row["recipe"].split(",")[0] for row in recipes} == {"MinMax", "Entropy", "Percentile"}
