@@ -187,6 +187,21 @@ def test_inference_model_fn_serves_the_int8_model_with_the_runtime_asked_for(
         assert inference.model_fn(str(model_dir)).runtime == runtime
 
 
+def test_model_fn_warms_the_predictor_up_before_the_first_request(model_dir: Path, monkeypatch) -> None:
+    import inference
+
+    batches: list[tuple[int, ...]] = []
+    run = fast_serving.OpenVinoPredictor._run
+    monkeypatch.setattr(
+        fast_serving.OpenVinoPredictor,
+        "_run",
+        lambda self, inputs: batches.append(inputs.shape) or run(self, inputs),
+    )
+    monkeypatch.setenv(inference.RUNTIME_ENV, "openvino")
+    inference.model_fn(str(model_dir))
+    assert batches == [(1, 3, IMAGE_SIZE, IMAGE_SIZE)]
+
+
 def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_load(
     model_dir: Path, monkeypatch, caplog
 ) -> None:
