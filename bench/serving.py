@@ -208,7 +208,7 @@ def model_only_section(config: BenchConfig, model_dir: Path, image: bytes, resul
         f"torch {peaks['fp32_gflops_torch']:.0f}, onnxruntime {peaks['fp32_gflops_onnxruntime']:.0f}), "
         f"bf16 {peaks['bf16_gflops']:.0f} (torch), int8 {peaks['int8_gops']:.0f} GOP/s (best of onnxruntime "
         f"MatMulInteger {peaks['int8_gops_onnxruntime']:.0f}, "
-        f"OpenVINO QDQ MatMul {peaks['int8_gops_openvino']:.0f}; "
+        f"OpenVINO 3x3 conv chain {peaks['int8_gops_openvino']:.0f}; "
         "every runtime's int8 figure is judged against the best)"
     )
 
