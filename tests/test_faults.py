@@ -285,7 +285,11 @@ def test_local_aws_restart_under_a_waiting_task_ends_the_wait_clearly(tmp_path, 
         aws.stop()
     assert not waiter.is_alive(), "the waiting task hung after local_aws restarted"
     assert "result" not in outcome, f"the wait reported success for a job that no longer exists: {outcome}"
-    error = str(outcome["error"])
-    print(f"\nthe wait ended after {outcome['seconds']:.1f} s: {type(outcome['error']).__name__}: {error}")
-    assert job in error or "Could not find" in error or "connect" in error.lower(), error
+    error = outcome["error"]
+    assert isinstance(error, BaseException)
+    # The provider's hook re-raises a ClientError as "AWS request failed, check logs for more
+    # info"; the error it replaced (the exception's context) is the one that names the job.
+    reasons = " / ".join(f"{type(e).__name__}: {e}" for e in (error, error.__context__) if e is not None)
+    print(f"\nthe wait ended after {outcome['seconds']:.1f} s: {reasons}")
+    assert job in reasons or "Could not find" in reasons or "connect" in reasons.lower(), reasons
     assert outcome["seconds"] < 120, outcome
