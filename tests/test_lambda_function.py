@@ -241,6 +241,26 @@ def test_client_is_created_once(monkeypatch):
     assert first.meta.endpoint_url == "http://127.0.0.1:4566"
 
 
+def test_a_configured_function_builds_its_client_in_the_init_phase(tmp_path):
+    """Provisioned concurrency runs the init phase ahead of requests; the client belongs there."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import lambda_function; print(lambda_function._runtime_client is not None)"
+    base = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.path.dirname(lambda_function.__file__),
+    }
+    base.pop("ENDPOINT_NAME", None)
+    for extra, built in (({"ENDPOINT_NAME": "dog-breed-classifier"}, "True"), ({}, "False")):
+        completed = subprocess.run(
+            [sys.executable, "-c", probe], env={**base, **extra}, capture_output=True, text=True, check=True
+        )
+        assert completed.stdout.split() == [built], completed.stderr
+
+
 def test_the_deliberate_copies_match_the_serving_contract():
     """The zip holds lambda_function.py alone, so it copies these; the copies must not drift."""
     import serving_contract
