@@ -23,8 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -450,12 +450,17 @@ class OpenVinoPredictor(_Int8ModelPredictor):
         model = core.read_model(str(path))
         outputs = model.output(0).get_partial_shape()[-1].get_length()
         self._compiled = core.compile_model(model, "CPU", openvino_config(threads))
-        # An infer request holds one request's buffers: the model server's request threads get one each.
-        self._requests = threading.local()
+        # An infer request holds one request's buffers and serves one call at a time. The model
+        # server starts a thread per request, so idle requests are pooled, not kept per thread.
+        self._idle_requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         return int(outputs)
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
-        request = getattr(self._requests, "request", None)
-        if request is None:
-            request = self._requests.request = self._compiled.create_infer_request()
-        return request.infer({0: inputs})[0]
+        try:
+            request = self._idle_requests.get_nowait()
+        except queue.Empty:
+            request = self._compiled.create_infer_request()
+        try:
+            return request.infer({0: inputs})[0]  # a copy: the request's buffers are reused
+        finally:
+            self._idle_requests.put(request)

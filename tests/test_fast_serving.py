@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import fast_serving
@@ -146,6 +147,14 @@ def test_openvino_predictor_serves_concurrent_request_threads(model_dir: Path) -
         concurrent = list(pool.map(predictor.logits, images * 3))
     for index, logits in enumerate(concurrent):
         np.testing.assert_allclose(logits, sequential[index % len(images)], rtol=1e-5, atol=1e-5)
+    # A thread per request, one after another: each reuses the buffers the last one left.
+    pooled = predictor._idle_requests.qsize()
+    assert 1 <= pooled <= 4  # never more than were busy at once
+    for image in images:
+        worker = threading.Thread(target=predictor.logits, args=(image,))
+        worker.start()
+        worker.join()
+    assert predictor._idle_requests.qsize() == pooled
 
 
 def test_openvino_keeps_float_layers_float_and_uses_the_physical_cores() -> None:
