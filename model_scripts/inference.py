@@ -247,9 +247,14 @@ def model_fn(model_dir: str) -> Predictor:
     # A request the server makes itself: the first one pays Pillow's plugin set-up (~40 ms before
     # its first decode) and the runtime's buffers and shape-specific kernels (OpenVINO: ~50 ms
     # against ~4 after). The server answers /ping only once model_fn returns, so no request does.
+    # Only an optimization: a handler that fails on this grey image still loads, and the real
+    # requests' errors show (and trip the endpoint's 5xx alarms) as they would without it.
     warm_up = io.BytesIO()
     Image.new("RGB", (predictor.image_size, predictor.image_size), (128, 128, 128)).save(warm_up, "JPEG")
-    predict_fn(input_fn(warm_up.getvalue(), "image/jpeg"), predictor)
+    try:
+        predict_fn(input_fn(warm_up.getvalue(), "image/jpeg"), predictor)
+    except Exception as error:
+        logger.warning("warm-up request failed (%s: %s); serving anyway", type(error).__name__, error)
     logger.info(
         "serving %d classes at %d px with %s", len(predictor.classes), predictor.image_size, predictor.runtime
     )

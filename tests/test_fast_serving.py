@@ -211,6 +211,18 @@ def test_model_fn_warms_the_predictor_up_before_the_first_request(model_dir: Pat
     assert batches == [(1, 3, IMAGE_SIZE, IMAGE_SIZE)]
 
 
+def test_a_failing_warm_up_does_not_stop_the_model_from_loading(model_dir: Path, monkeypatch, caplog) -> None:
+    import inference
+
+    def broken(data, model):
+        raise RuntimeError("this handler is broken")
+
+    monkeypatch.setattr(inference, "predict_fn", broken)
+    monkeypatch.setenv(inference.RUNTIME_ENV, "onnx")
+    assert inference.model_fn(str(model_dir)).runtime == "onnx-int8"  # its requests will show the fault
+    assert "warm-up request failed (RuntimeError: this handler is broken); serving anyway" in caplog.text
+
+
 def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_load(
     model_dir: Path, monkeypatch, caplog
 ) -> None:
