@@ -16,7 +16,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
-HEAVY = ("torch", "torchvision", "sagemaker", "boto3", "onnxruntime", "openvino", "moto", "optuna", "plotly", "PIL")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "sagemaker",
+    "boto3",
+    "onnxruntime",
+    "openvino",
+    "moto",
+    "optuna",
+    "plotly",
+    "PIL",
+)
 
 
 @pytest.fixture(scope="module")
