@@ -38,12 +38,11 @@ def _handler(module: Any, model: Any) -> Callable[[bytes], int]:
 
 
 def handler_section(
-    config: BenchConfig, model_dir: Path, images: list[bytes], result: SectionResult
+    config: BenchConfig, model_dir: Path, ours_model: Any, images: list[bytes], result: SectionResult
 ) -> list[int]:
-    """Times both handlers on ``images``; returns the stock path's top-1 answers."""
+    """Times both handlers on ``images`` (ours serving ``ours_model``); returns stock's top-1 answers."""
     import inference
 
-    ours_model = served_int8_predictor(model_dir)
     result.details["served_runtime"] = ours_model.runtime
     paths = {
         "stock": _handler(stock_handler, stock_handler.model_fn(model_dir)),
@@ -86,7 +85,12 @@ def handler_section(
 
 
 def agreement_diagnosis(
-    config: BenchConfig, model_dir: Path, images: list[bytes], stock_top1: list[int], result: SectionResult
+    config: BenchConfig,
+    model_dir: Path,
+    served: Any,
+    images: list[bytes],
+    stock_top1: list[int],
+    result: SectionResult,
 ) -> None:
     """Split stock-vs-ours disagreement into preprocessing and int8, and show how close the calls were."""
     import torch
@@ -98,7 +102,7 @@ def agreement_diagnosis(
         fp32 = np.concatenate(
             [network(torch.from_numpy(batch[i : i + 16])).numpy() for i in range(0, len(batch), 16)]
         )
-    int8 = served_int8_predictor(model_dir).logits(batch)
+    int8 = served.logits(batch)
     top2 = np.sort(fp32, axis=1)[:, -2:]
     margins = top2[:, 1] - top2[:, 0]
     stock, fp32_top1, int8_top1 = np.asarray(stock_top1), fp32.argmax(axis=1), int8.argmax(axis=1)
@@ -238,8 +242,9 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> SectionResul
     result.details["agreement_model"].pop("classes", None)
     result.details["agreement_model"]["test_accuracy"] = artifacts.test_accuracy
     log("   handlers: stock vs ours, interleaved ...")
-    stock_top1 = handler_section(config, artifacts.model_dir, images, result)
-    agreement_diagnosis(config, artifacts.model_dir, images, stock_top1, result)
+    served = served_int8_predictor(artifacts.model_dir)  # loaded once for both
+    stock_top1 = handler_section(config, artifacts.model_dir, served, images, result)
+    agreement_diagnosis(config, artifacts.model_dir, served, images, stock_top1, result)
     log("   model only: eager fp32, onnx fp32, onnx int8, openvino int8 ...")
     model_only_section(config, artifacts.model_dir, images[0], result)
     result.notes.append(

@@ -241,7 +241,7 @@ def test_client_is_created_once(monkeypatch):
     assert first.meta.endpoint_url == "http://127.0.0.1:4566"
 
 
-def test_a_configured_function_builds_its_client_in_the_init_phase(tmp_path):
+def test_a_configured_function_builds_its_client_in_the_init_phase():
     """Provisioned concurrency runs the init phase ahead of requests; the client belongs there."""
     import os
     import subprocess
